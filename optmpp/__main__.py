@@ -1,0 +1,3 @@
+from optmpp.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,248 @@
+"""The ``optmpp`` command: one subcommand per user verb; parse, call, print.
+
+Exit codes: 0 done, 2 bad input (study file, options, data), 3 storage unreachable,
+130 interrupted. Nothing here imports TensorFlow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from optmpp import __version__
+
+EXIT_OK, EXIT_BAD_INPUT, EXIT_STORAGE, EXIT_INTERRUPTED = 0, 2, 3, 130
+
+
+def _err(msg: str) -> None:
+    print(f"optmpp: error: {msg}", file=sys.stderr, flush=True)
+
+
+def _info(args: argparse.Namespace, msg: str) -> None:
+    if not getattr(args, "quiet", False):
+        print(msg, file=sys.stderr, flush=True)
+
+
+def _load(args: argparse.Namespace) -> tuple[Any, str]:
+    from optmpp.config import load_study_config
+    from optmpp.storage import resolve_storage_url
+
+    config = load_study_config(args.study)
+    url = resolve_storage_url(args.storage, config.storage)
+    return config, url
+
+
+def _print_summary(args: argparse.Namespace, summary: Any) -> None:
+    if args.json:
+        print(json.dumps(summary.as_dict(), indent=2, default=str))
+    else:
+        print(summary.format())
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from optmpp.workers import run_study
+
+    config, url = _load(args)
+    summary = run_study(
+        config,
+        url,
+        workers=args.workers,
+        n_trials=args.n_trials,
+        timeout=args.timeout,
+        threads=args.threads,
+        log=(lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True)),
+        verbose_workers=args.verbose,
+    )
+    _print_summary(args, summary)
+    return EXIT_OK
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from optmpp.workers import default_threads, prepare_study, run_worker, summarize_study
+
+    config, url = _load(args)
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    n_trials = args.n_trials or config.n_trials
+    t0 = time.monotonic()
+    study, _ = prepare_study(config, url, n_trials, log=log)
+
+    got_sigterm = []
+
+    def on_term(signum: int, frame: Any) -> None:
+        got_sigterm.append(signum)
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    code = EXIT_OK
+    try:
+        stats = run_worker(
+            config, url, worker_index=args.index if args.index is not None else os.getpid(),
+            n_trials=n_trials, timeout=args.timeout, threads=args.threads or default_threads(1),
+            log=log,
+        )
+        reasons = [stats.stop_reason]
+    except KeyboardInterrupt:
+        what = "SIGTERM" if got_sigterm else "interrupted"
+        print(f"optmpp worker: {what}; the running trial was marked FAIL", file=sys.stderr, flush=True)
+        reasons = [f"{what}; the running trial was marked FAIL"]
+        code = EXIT_OK if got_sigterm else EXIT_INTERRUPTED
+    _print_summary(args, summarize_study(study, n_trials, time.monotonic() - t0, reasons))
+    return code
+
+
+def cmd_algorithms(args: argparse.Namespace) -> int:
+    from optmpp.algorithms import ALGORITHMS
+
+    if args.json:
+        print(json.dumps(
+            [{"name": s.name, "sampler": s.sampler, "pruner": s.pruner, "paper": s.paper_name,
+              "options": s.describe_options()} for s in ALGORITHMS.values()], indent=2))
+        return EXIT_OK
+    rows = [("name", "sampler", "pruner", "paper / reference")]
+    rows += [(s.name, s.sampler, s.pruner, s.paper_name) for s in ALGORITHMS.values()]
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for r in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip())
+    print("\n[algorithm] overrides (defaults):")
+    for s in ALGORITHMS.values():
+        print(f"  {s.name}: {s.describe_options()}")
+    return EXIT_OK
+
+
+def cmd_objectives(args: argparse.Namespace) -> int:
+    from optmpp.objectives import list_objectives
+
+    found = list_objectives()
+    if args.json:
+        print(json.dumps([o.__dict__ for o in found], indent=2))
+        return EXIT_OK
+    width = max(len(o.name) for o in found)
+    for o in found:
+        print(f"{o.name.ljust(width)}  {o.target}  [{o.source}]")
+    print("\nOr name a factory in a study file: objective = \"package.module:factory\"")
+    return EXIT_OK
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from optmpp.storage import StorageError, make_storage, redact_url, resolve_storage_url, sqlite_path
+
+    url = resolve_storage_url(args.storage)
+    path = sqlite_path(url)
+    if path is not None and not path.exists():
+        raise StorageError(f"{path} does not exist: run a study first, or pass --storage")
+    storage = make_storage(url, heartbeat_interval=None)
+    try:
+        import optuna_dashboard
+    except ImportError:
+        _err("optuna-dashboard is not installed: pip install optuna-dashboard")
+        return EXIT_BAD_INPUT
+    print(
+        f"optuna-dashboard for {redact_url(url)} on http://{args.host}:{args.port}/ (Ctrl-C stops it)",
+        file=sys.stderr, flush=True,
+    )
+    optuna_dashboard.run_server(storage, host=args.host, port=args.port)
+    return EXIT_OK
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from optmpp.data import fetch_datasets
+
+    fetch_datasets(args.data_dir, args.names or None, base_url=args.base_url,
+                   log=lambda m: _info(args, m))
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="optmpp",
+        description="Tune deep-learning models of molecular and polymer properties with Optuna.",
+        epilog="Exit codes: 0 done, 2 bad input, 3 storage unreachable, 130 interrupted.",
+    )
+    p.add_argument("--version", action="version", version=f"optmpp {__version__}")
+    p.add_argument("--data-dir", help="data directory (default: $OPTMPP_DATA_DIR, else ~/.cache/optmpp)")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    def common(sp: argparse.ArgumentParser, storage_help: str) -> None:
+        sp.add_argument("--storage", help=storage_help)
+        sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+        sp.add_argument("--json", action="store_true", help="print the summary as JSON")
+
+    storage_help = ("storage URL (sqlite:///FILE, postgresql+psycopg://USER@HOST/DB, "
+                    "mysql+pymysql://USER@HOST/DB); default: $OPTMPP_STORAGE, the study file, "
+                    "sqlite:///runs/optmpp.db")
+
+    r = sub.add_parser("run", help="create or resume a study and run N worker processes on it")
+    r.add_argument("study", help="study file (TOML)")
+    common(r, storage_help)
+    r.add_argument("--workers", type=int, help="worker processes (default: the study file's)")
+    r.add_argument("--n-trials", type=int, help="finished trials the study should hold in total")
+    r.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
+    r.add_argument("--threads", type=int, help="threads per worker (default: cores / workers)")
+    r.add_argument("-v", "--verbose", action="store_true", help="print every trial's result")
+    r.set_defaults(func=cmd_run)
+
+    w = sub.add_parser("worker", help="join a study as one worker (run it on any machine, any number of times)")
+    w.add_argument("study", help="study file (TOML)")
+    common(w, storage_help)
+    w.add_argument("--n-trials", type=int, help="finished trials the study should hold in total")
+    w.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
+    w.add_argument("--threads", type=int, help="threads of this worker (default: all cores)")
+    w.add_argument("--index", type=int, help=argparse.SUPPRESS)
+    w.set_defaults(func=cmd_worker)
+
+    a = sub.add_parser("algorithms", help="list the algorithms (sampler + pruner)")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_algorithms)
+
+    o = sub.add_parser("objectives", help="list the objectives (built-in and plug-ins)")
+    o.add_argument("--json", action="store_true")
+    o.set_defaults(func=cmd_objectives)
+
+    d = sub.add_parser("dashboard", help="start optuna-dashboard on a storage")
+    d.add_argument("--storage", help=storage_help)
+    d.add_argument("--port", type=int, default=8080)
+    d.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    d.set_defaults(func=cmd_dashboard)
+
+    data = sub.add_parser("data", help="data sets")
+    dsub = data.add_subparsers(dest="data_command", metavar="ACTION")
+    dsub.required = True
+    f = dsub.add_parser("fetch", help="download the paper's data files, verifying their sha256")
+    f.add_argument("names", nargs="*", help="file names (default: all)")
+    f.add_argument("--base-url", help=argparse.SUPPRESS)
+    f.add_argument("-q", "--quiet", action="store_true")
+    f.set_defaults(func=cmd_data_fetch)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from optmpp._tables import ConfigError
+    from optmpp.data import DataError
+    from optmpp.storage import StorageError, redact_text
+
+    args = build_parser().parse_args(argv)
+    if args.data_dir:
+        os.environ["OPTMPP_DATA_DIR"] = args.data_dir
+    url_hint = getattr(args, "storage", None) or os.environ.get("OPTMPP_STORAGE")
+    try:
+        return int(args.func(args))
+    except (ConfigError, DataError) as exc:
+        _err(redact_text(str(exc), url_hint))
+        return EXIT_BAD_INPUT
+    except StorageError as exc:
+        _err(redact_text(str(exc), url_hint))
+        return EXIT_STORAGE
+    except KeyboardInterrupt:
+        _err("interrupted")
+        return EXIT_INTERRUPTED
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

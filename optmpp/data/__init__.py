@@ -1,0 +1,267 @@
+"""Data: where the files are, checksummed download, CSV loaders, splits.
+
+Imports neither Optuna nor TensorFlow. The data directory is ``--data-dir``, else
+``OPTMPP_DATA_DIR``, else the user cache (``~/.cache/optmpp``).
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import math
+import os
+import tempfile
+import urllib.request
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+__all__ = [
+    "DATASETS",
+    "DataError",
+    "Table",
+    "fetch_datasets",
+    "find_data_file",
+    "load_numeric_table",
+    "resolve_data_dir",
+    "sha256_of",
+    "split_indices",
+]
+
+_BASE = "https://raw.githubusercontent.com/niket-sharma/PolyML/26ca9411ec357f58a04c3076adc55c919f3d14db/"
+
+#: The paper's public data files: name -> (address, sha256).
+DATASETS: dict[str, tuple[str, str]] = {
+    "HDPE_LG_Plant_Data.csv": (
+        _BASE + "HDPE_LG_Plant_Data.csv",
+        "e3f15f33bc5acc509d2d5df20adb446d2677e87cb2d95eeeeafd02dbf96bc2f2",
+    ),
+    "Polymer_Tg_SMILES.csv": (
+        _BASE + "Polymer_Tg_SMILES.csv",
+        "069ec1537d6e386943b58e1f3bf3671ca739cfbbfbb11d3e5e8c6f1dbdc8caf6",
+    ),
+}
+
+
+class DataError(ValueError):
+    """A data file is missing, corrupt or holds rows the study cannot use."""
+
+
+def resolve_data_dir(explicit: str | Path | None = None) -> Path:
+    if explicit:
+        return Path(explicit).expanduser()
+    env = os.environ.get("OPTMPP_DATA_DIR")
+    if env:
+        return Path(env).expanduser()
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "optmpp"
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def find_data_file(name: str, data_dir: str | Path | None = None) -> Path:
+    """The path of data file ``name``: an existing path as given, else inside the data dir."""
+    p = Path(name).expanduser()
+    if p.is_absolute() or p.exists():
+        if not p.exists():
+            raise DataError(f"data file {p} does not exist")
+        return p
+    directory = resolve_data_dir(data_dir)
+    candidate = directory / name
+    if candidate.exists():
+        return candidate
+    hint = (
+        " Run `optmpp data fetch` to download it, or set OPTMPP_DATA_DIR / --data-dir."
+        if name in DATASETS
+        else " Give a path, or put it in the data directory (OPTMPP_DATA_DIR / --data-dir)."
+    )
+    raise DataError(f"data file {name!r} not found in {directory}.{hint}")
+
+
+def fetch_datasets(
+    data_dir: str | Path | None = None,
+    names: Sequence[str] | None = None,
+    base_url: str | None = None,
+    log: Callable[[str], None] = print,
+    timeout: float = 60.0,
+) -> list[Path]:
+    """Download the paper's data files into the data dir, verifying their sha256.
+
+    A file already present with the right checksum is kept; a download whose checksum differs
+    is refused (nothing is written).
+    """
+    directory = resolve_data_dir(data_dir)
+    directory.mkdir(parents=True, exist_ok=True)
+    out = []
+    for name in names or list(DATASETS):
+        if name not in DATASETS:
+            raise DataError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
+        url, sha = DATASETS[name]
+        if base_url:
+            url = base_url.rstrip("/") + "/" + name
+        target = directory / name
+        if target.exists() and sha256_of(target) == sha:
+            log(f"{name}: present, checksum ok ({target})")
+            out.append(target)
+            continue
+        log(f"{name}: downloading {url}")
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as resp:  # noqa: S310 - fixed https/http URL
+                payload = resp.read()
+        except OSError as exc:
+            raise DataError(f"{name}: download from {url} failed: {exc}") from None
+        got = hashlib.sha256(payload).hexdigest()
+        if got != sha:
+            raise DataError(f"{name}: checksum mismatch (expected sha256 {sha}, got {got}); file refused")
+        with tempfile.NamedTemporaryFile(dir=directory, delete=False) as tmp:
+            tmp.write(payload)
+        os.replace(tmp.name, target)
+        log(f"{name}: saved, checksum ok ({target})")
+        out.append(target)
+    return out
+
+
+def _read_text(path: Path) -> str:
+    raw = path.read_bytes()
+    for encoding in ("utf-8-sig", "cp1254"):
+        try:
+            return raw.decode(encoding)
+        except UnicodeDecodeError:
+            continue
+    return raw.decode("latin-1")  # pragma: no cover - cp1254 decodes almost anything
+
+
+@dataclass(frozen=True)
+class Table:
+    """Numeric columns of a CSV file."""
+
+    X: np.ndarray
+    y: np.ndarray
+    rows: np.ndarray  # 1-based line numbers in the file (header = line 1)
+    features: tuple[str, ...]
+    target: str
+    path: Path
+    sha256: str
+    dropped: tuple[tuple[int, str], ...] = ()
+
+    def describe(self) -> str:
+        text = f"{self.path.name}: {len(self.y)} rows, {len(self.features)} features -> {self.target}"
+        if self.dropped:
+            text += f" ({len(self.dropped)} bad rows dropped)"
+        return text
+
+
+def read_csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header (names stripped) and the non-blank rows with their 1-based line numbers."""
+    text = _read_text(path)
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [h.strip() for h in next(reader)]
+    except StopIteration:
+        raise DataError(f"{path}: the file is empty") from None
+    rows = []
+    for row in reader:
+        line = reader.line_num
+        if not any(cell.strip() for cell in row):
+            continue  # fully blank rows are skipped silently
+        rows.append((line, row))
+    return header, rows
+
+
+def load_numeric_table(
+    path: Path, features: Sequence[str], target: str, on_bad_rows: str = "error"
+) -> Table:
+    """Read ``features`` and ``target`` as floats.
+
+    Rows with a missing or non-numeric value are an error naming them (``on_bad_rows =
+    "error"``) or are dropped and listed (``"drop"``). Fully blank rows are always skipped.
+    """
+    header, rows = read_csv_rows(path)
+    wanted = list(features) + [target]
+    missing = [c for c in wanted if c not in header]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; "
+            f"the file has: {', '.join(repr(h) for h in header)}"
+        )
+    index = [header.index(c) for c in wanted]
+    values, lines, bad = [], [], []
+    for line, row in rows:
+        parsed = []
+        problem = None
+        for col, i in zip(wanted, index):
+            cell = row[i].strip() if i < len(row) else ""
+            if not cell:
+                problem = f"missing value in {col!r}"
+                break
+            try:
+                v = float(cell)
+            except ValueError:
+                problem = f"non-numeric value {cell!r} in {col!r}"
+                break
+            if not math.isfinite(v):
+                problem = f"non-finite value {cell!r} in {col!r}"
+                break
+            parsed.append(v)
+        if problem:
+            bad.append((line, problem))
+            continue
+        values.append(parsed)
+        lines.append(line)
+    if bad and on_bad_rows != "drop":
+        shown = "; ".join(f"line {ln}: {p}" for ln, p in bad[:10])
+        more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
+        raise DataError(
+            f"{path}: {len(bad)} bad row(s): {shown}{more}. "
+            "Fix the file, or set on_bad_rows = \"drop\" in the study file's [objective] table."
+        )
+    if not values:
+        raise DataError(f"{path}: no valid row")
+    arr = np.asarray(values, dtype=float)
+    return Table(
+        X=arr[:, :-1],
+        y=arr[:, -1],
+        rows=np.asarray(lines),
+        features=tuple(features),
+        target=target,
+        path=path,
+        sha256=sha256_of(path),
+        dropped=tuple(bad),
+    )
+
+
+def split_indices(
+    n: int, kind: str = "random", test_size: float = 0.25, val_size: float = 0.2, seed: int = 0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Train, validation and test indices of ``n`` rows.
+
+    ``random``: the test part is drawn with ``random_state=seed`` (the paper's split), the
+    validation part is carved from the rest with the same seed. ``ordered``: rows keep their
+    order; train on the earliest, validate on the next, test on the latest (time-ordered plant
+    records).
+    """
+    if not 0 < test_size < 1 or not 0 < val_size < 1:
+        raise DataError(f"test_size and val_size must be in (0, 1), got {test_size}, {val_size}")
+    idx = np.arange(n)
+    n_test = max(1, int(round(n * test_size)))
+    n_val = max(1, int(round((n - n_test) * val_size)))
+    if n - n_test - n_val < 1:
+        raise DataError(f"{n} rows are too few for a train/validation/test split")
+    if kind == "ordered":
+        return idx[: n - n_test - n_val], idx[n - n_test - n_val : n - n_test], idx[n - n_test :]
+    if kind != "random":
+        raise DataError(f"unknown split {kind!r}; allowed: 'random', 'ordered'")
+    from sklearn.model_selection import train_test_split
+
+    rest, test = train_test_split(idx, test_size=n_test, random_state=seed)
+    train, val = train_test_split(rest, test_size=n_val, random_state=seed)
+    return np.asarray(train), np.asarray(val), np.asarray(test)

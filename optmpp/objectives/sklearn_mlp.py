@@ -1,0 +1,167 @@
+"""``hdpe-mi-mlp``: scikit-learn's MLPRegressor on tabular process data (no TensorFlow).
+
+Trained epoch by epoch with ``partial_fit``, reporting the validation MSE (standardised target)
+after each epoch, so Hyperband and successive halving can prune it. Defaults: the HDPE
+melt-index plant data of the paper (9 process variables -> ``MI_Plant``), but any CSV of
+numeric columns works through ``data_file``, ``features`` and ``target``.
+
+Search space (each range overridable in ``[objective]``):
+
+| parameter | range |
+|---|---|
+| ``n_layers`` | int in ``layers`` (default 1..3) |
+| ``units_{i}`` | int in ``units`` (default 16..256, log) |
+| ``activation`` | one of ``activations`` (default relu, tanh) |
+| ``alpha`` (L2) | float in ``alpha`` (default 1e-6..1e-2, log) |
+| ``learning_rate`` | float in ``learning_rate`` (default 1e-4..1e-2, log) |
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from optmpp.data import find_data_file, load_numeric_table, split_indices
+from optmpp.objectives.base import Evaluation, parse_options, regression_metrics
+
+if TYPE_CHECKING:
+    import optuna
+
+HDPE_FEATURES = ["C2", "H2", "CAT", "HX", "C3", "T", "P", "H2/C2", "C3/C4"]
+
+
+@dataclass(frozen=True)
+class MLPOptions:
+    data_file: str = "HDPE_LG_Plant_Data.csv"
+    features: list[str] = field(default_factory=lambda: list(HDPE_FEATURES))
+    target: str = "MI_Plant"
+    on_bad_rows: Literal["error", "drop"] = "error"
+    split: Literal["random", "ordered"] = "random"
+    test_size: float = 0.25
+    val_size: float = 0.2
+    split_seed: int = 0
+    max_epochs: int = 27
+    batch_size: int = 64
+    layers: tuple[int, int] = (1, 3)
+    units: tuple[int, int] = (16, 256)
+    activations: list[str] = field(default_factory=lambda: ["relu", "tanh"])
+    alpha: tuple[float, float] = (1e-6, 1e-2)
+    learning_rate: tuple[float, float] = (1e-4, 1e-2)
+
+    def __post_init__(self) -> None:
+        if not self.features:
+            raise ValueError("features: at least one column is needed")
+        if self.max_epochs < 1 or self.batch_size < 1:
+            raise ValueError("max_epochs and batch_size must be >= 1")
+        for key in ("layers", "units", "alpha", "learning_rate"):
+            lo, hi = getattr(self, key)
+            if not 0 < lo <= hi:
+                raise ValueError(f"{key}: expected [low, high] with 0 < low <= high, got [{lo}, {hi}]")
+        bad = sorted(set(self.activations) - {"relu", "tanh", "logistic", "identity"})
+        if bad or not self.activations:
+            raise ValueError(
+                f"activations: {bad or 'empty'}; allowed: 'relu', 'tanh', 'logistic', 'identity'"
+            )
+
+
+class MLPObjective:
+    """Optuna trial function + ``evaluate``; see the module docstring."""
+
+    direction = "minimize"
+
+    def __init__(self, options: MLPOptions) -> None:
+        from sklearn.preprocessing import StandardScaler
+
+        self.options = options
+        self.max_budget = options.max_epochs
+        path = find_data_file(options.data_file)
+        self.table = load_numeric_table(path, options.features, options.target, options.on_bad_rows)
+        train, val, test = split_indices(
+            len(self.table.y), options.split, options.test_size, options.val_size, options.split_seed
+        )
+        self.split = {"train": train, "val": val, "test": test}
+        X, y = self.table.X, self.table.y.reshape(-1, 1)
+        self.x_scaler = StandardScaler().fit(X[train])
+        self.y_scaler = StandardScaler().fit(y[train])
+        self.X = self.x_scaler.transform(X)
+        self.y = self.y_scaler.transform(y).ravel()
+
+    def describe(self) -> str:
+        sizes = ", ".join(f"{k} {len(v)}" for k, v in self.split.items())
+        return f"{self.table.describe()}; split {self.options.split} ({sizes})"
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        o = self.options
+        n_layers = trial.suggest_int("n_layers", *o.layers)
+        params: dict[str, Any] = {"n_layers": n_layers}
+        for i in range(1, n_layers + 1):
+            params[f"units_{i}"] = trial.suggest_int(f"units_{i}", *o.units, log=o.units[0] < o.units[1])
+        params["activation"] = trial.suggest_categorical("activation", list(o.activations))
+        params["alpha"] = trial.suggest_float("alpha", *o.alpha, log=o.alpha[0] < o.alpha[1])
+        params["learning_rate"] = trial.suggest_float(
+            "learning_rate", *o.learning_rate, log=o.learning_rate[0] < o.learning_rate[1]
+        )
+        return params
+
+    def _model(self, params: dict[str, Any], seed: int) -> Any:
+        from sklearn.neural_network import MLPRegressor
+
+        units = tuple(int(params[f"units_{i}"]) for i in range(1, int(params["n_layers"]) + 1))
+        return MLPRegressor(
+            hidden_layer_sizes=units,
+            activation=params["activation"],
+            alpha=float(params["alpha"]),
+            learning_rate_init=float(params["learning_rate"]),
+            batch_size=self.options.batch_size,
+            random_state=seed,
+        )
+
+    def _epoch(self, model: Any, idx: np.ndarray) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model.partial_fit(self.X[idx], self.y[idx])
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        import optuna
+
+        params = self.suggest(trial)
+        model = self._model(params, seed=trial.number)
+        train, val = self.split["train"], self.split["val"]
+        loss = float("nan")
+        epochs = 0
+        try:
+            for epoch in range(1, self.options.max_epochs + 1):
+                self._epoch(model, train)
+                epochs = epoch
+                pred = model.predict(self.X[val])
+                loss = float(np.mean((pred - self.y[val]) ** 2))
+                if not np.isfinite(loss):
+                    raise FloatingPointError(f"validation loss is {loss} after epoch {epoch}")
+                trial.report(loss, epoch)
+                if trial.should_prune():
+                    raise optuna.TrialPruned(f"pruned after epoch {epoch} (val loss {loss:.5g})")
+        finally:
+            trial.set_user_attr("epochs", epochs)
+        return loss
+
+    def evaluate(self, params: dict[str, Any], seed: int = 0, epochs: int | None = None) -> Evaluation:
+        """Retrain on train + validation for ``epochs`` (default max) and score the test part."""
+        model = self._model(params, seed=seed)
+        fit_idx = np.concatenate([self.split["train"], self.split["val"]])
+        for _ in range(epochs or self.options.max_epochs):
+            self._epoch(model, fit_idx)
+        test = self.split["test"]
+        pred = model.predict(self.X[test])
+        metrics = regression_metrics(self.y[test], pred)
+        y_true = self.table.y[test]
+        y_pred = self.y_scaler.inverse_transform(pred.reshape(-1, 1)).ravel()
+        metrics.update({f"{k}_units": v for k, v in regression_metrics(y_true, y_pred).items()})
+        return Evaluation(metrics=metrics, model=model, y_true=y_true, y_pred=y_pred)
+
+
+def make(options: dict[str, Any]) -> MLPObjective:
+    """Factory of ``hdpe-mi-mlp``: ``options`` is the study file's ``[objective]`` table."""
+    return MLPObjective(parse_options(MLPOptions, options))

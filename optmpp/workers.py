@@ -1,0 +1,628 @@
+"""Create or resume a study, run worker processes against it, stop at the study's budget.
+
+How exactly ``n_trials`` trials get run, across any number of workers on any number of
+machines: when a study is prepared (under a cross-process lock, see
+:func:`optmpp.storage.study_lock`) its queue is topped up with WAITING trials until
+complete + pruned + running + waiting = ``n_trials``. A worker only ever runs a trial it popped
+from that queue (an atomic WAITING -> RUNNING update), so no worker creates surplus trials.
+A trial that fails (its objective raised, or its worker died and the heartbeat expired) no
+longer counts, and the queue is topped up again under the lock; a trial whose worker died is
+first re-queued with the same parameters by Optuna's ``RetryFailedTrialCallback``.
+
+Each worker limits its BLAS/OpenMP/TensorFlow threads, records per trial its wall time,
+epochs trained and host as user attributes, and stops when the study holds ``n_trials``
+finished (complete + pruned) trials, at the timeout, or after too many failures in a row.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import math
+import multiprocessing
+import os
+import platform
+import signal
+import socket
+import sys
+import threading
+import time
+import traceback
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from optmpp import __version__
+from optmpp.algorithms import make_pruner, make_sampler
+from optmpp.config import ConfigError, StudyConfig
+from optmpp.objectives import make_objective
+from optmpp.storage import StorageError, make_storage, redact_text, redact_url, study_lock
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = [
+    "StudySummary",
+    "WorkerStats",
+    "prepare_study",
+    "run_study",
+    "run_worker",
+    "summarize_study",
+]
+
+CONFIG_ATTR = "optmpp:config"
+VERSIONS_ATTR = "optmpp:versions"
+THREAD_ENV = (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "TF_NUM_INTRAOP_THREADS",
+)
+
+Log = Callable[[str], None]
+
+
+def _stderr(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+def _quiet(msg: str) -> None:
+    pass
+
+
+# --------------------------------------------------------------------------------------
+# study preparation
+
+
+def _versions() -> dict[str, str]:
+    import optuna
+    import sklearn
+
+    return {
+        "optmpp": __version__,
+        "optuna": optuna.__version__,
+        "scikit-learn": sklearn.__version__,
+        "python": platform.python_version(),
+    }
+
+
+def _diff(stored: dict[str, Any], asked: dict[str, Any], prefix: str = "") -> list[str]:
+    lines = []
+    for key in sorted(set(stored) | set(asked)):
+        a, b = stored.get(key, "<unset>"), asked.get(key, "<unset>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            lines += _diff(a, b, f"{prefix}{key}.")
+        elif a != b:
+            lines.append(f"  {prefix}{key}: stored {json.dumps(a)} != asked {json.dumps(b)}")
+    return lines
+
+
+def _storage_for(config: StudyConfig, url: str) -> optuna.storages.RDBStorage:
+    r = config.reliability
+    return make_storage(
+        url,
+        heartbeat_interval=r.heartbeat_interval,
+        grace_period=r.effective_grace_period,
+        max_retry=r.max_retry,
+    )
+
+
+def _counts(study: optuna.Study) -> dict[str, int]:
+    from optuna.trial import TrialState
+
+    counts = {s.name.lower(): 0 for s in TrialState}
+    for t in study.get_trials(deepcopy=False):
+        counts[t.state.name.lower()] += 1
+    counts["finished"] = counts["complete"] + counts["pruned"]
+    return counts
+
+
+def top_up_queue(study: optuna.Study, n_trials: int) -> int:
+    """Enqueue WAITING trials until finished + running + waiting = ``n_trials``.
+
+    Call under :func:`optmpp.storage.study_lock`. Returns the number of trials added.
+    """
+    c = _counts(study)
+    need = n_trials - (c["finished"] + c["running"] + c["waiting"])
+    for _ in range(max(0, need)):
+        study.enqueue_trial({})
+    return max(0, need)
+
+
+def fail_stale(study: optuna.Study) -> None:
+    """Fail trials whose heartbeat expired (their worker died); they are re-queued for retry."""
+    import warnings
+
+    import optuna
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        optuna.storages.fail_stale_trials(study)
+
+
+def prepare_study(
+    config: StudyConfig, storage_url: str, n_trials: int | None = None, log: Log = _stderr
+) -> tuple[optuna.Study, Any]:
+    """Create or resume the study; refuse a resumed study whose configuration differs.
+
+    Validates the objective (its options and data) before anything is written, and tops up
+    the trial queue to ``n_trials``. Returns the study and the objective.
+
+    Raises:
+        ConfigError: the study file, the objective options or the stored study disagree.
+        StorageError: the storage is unreachable.
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    objective = make_objective(config.objective.name, config.objective.options, config.path)
+    _check_direction(config, objective)
+    n_trials = n_trials or config.n_trials
+    with study_lock(storage_url, config.name):
+        # created under the lock: concurrent first workers would race on the schema
+        storage = _storage_for(config, storage_url)
+        study = optuna.create_study(
+            study_name=config.name,
+            storage=storage,
+            direction=config.direction,
+            load_if_exists=True,
+        )
+        if study.direction.name.lower() != config.direction:
+            raise ConfigError(
+                f"{config.path}: direction: the stored study {config.name!r} in "
+                f"{redact_url(storage_url)} is {study.direction.name.lower()!r}, "
+                f"the study file asks for {config.direction!r}; use another study name"
+            )
+        stored = study.user_attrs.get(CONFIG_ATTR)
+        if stored is not None:
+            diff = _diff(
+                {k: stored.get(k) for k in ("direction", "objective", "algorithm")},
+                config.identity(),
+            )
+            if diff:
+                raise ConfigError(
+                    f"{config.path}: the stored study {config.name!r} was created with another "
+                    "configuration; refusing to resume it with this one (use another study "
+                    "name, or restore the old settings):\n" + "\n".join(diff)
+                )
+        study.set_user_attr(CONFIG_ATTR, config.to_dict())
+        study.set_user_attr(VERSIONS_ATTR, _versions())
+        fail_stale(study)
+        added = top_up_queue(study, n_trials)
+    c = _counts(study)
+    log(
+        f"study {config.name!r} in {redact_url(storage_url)}: {c['finished']} finished, "
+        f"{c['running']} running, {c['waiting']} queued ({added} added) of n_trials={n_trials}"
+    )
+    return study, objective
+
+
+def _check_direction(config: StudyConfig, objective: Any) -> None:
+    declared = getattr(objective, "direction", None)
+    if declared and declared != config.direction:
+        raise ConfigError(
+            f"{config.path}: direction: the objective {config.objective.name!r} is to be "
+            f"{declared}d, the study file says {config.direction!r}"
+        )
+
+
+# --------------------------------------------------------------------------------------
+# one worker
+
+
+@dataclass
+class WorkerStats:
+    trials: int = 0
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    epochs: int = 0
+    stop_reason: str = ""
+
+
+class _Heartbeat:
+    """Records a running trial's heartbeat every ``interval`` seconds in a thread."""
+
+    def __init__(self, storage: Any, trial_id: int, interval: int | None) -> None:
+        self._storage, self._trial_id, self._interval = storage, trial_id, interval
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def __enter__(self) -> _Heartbeat:
+        if self._interval:
+            self._storage.record_heartbeat(self._trial_id)
+            self._thread = threading.Thread(target=self._run, daemon=True)
+            self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self._storage.record_heartbeat(self._trial_id)
+            except Exception:  # noqa: BLE001 - a missed beat is retried next interval
+                pass
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def _pop_waiting(study: optuna.Study) -> int | None:
+    """Claim a WAITING trial (atomic WAITING -> RUNNING); None when the queue is empty."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from optuna.trial import TrialState
+
+    storage = study._storage
+    for t in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
+        try:
+            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
+                return t._trial_id
+        except UpdateFinishedTrialError:
+            continue
+        except Exception:  # noqa: BLE001 - e.g. SQLite's "database is locked" on a lost race
+            continue
+    return None
+
+
+def limit_threads(n: int) -> None:
+    """Limit this process's BLAS/OpenMP threads (and TensorFlow's, if imported later)."""
+    for var in THREAD_ENV:
+        os.environ[var] = str(n)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(n)
+    except Exception:  # noqa: BLE001 - threadpoolctl is optional
+        pass
+
+
+def _run_one(study: optuna.Study, trial_id: int, objective: Any, config: StudyConfig, worker: str) -> tuple[str, float | None, int, str]:
+    """Run one claimed trial; returns (state, value, epochs, error)."""
+    import optuna
+    from optuna.trial import TrialState
+
+    trial = optuna.Trial(study, trial_id)
+    trial.set_user_attr("worker", worker)
+    value: float | None = None
+    state = TrialState.COMPLETE
+    error = ""
+    t0 = time.perf_counter()
+    interrupted: BaseException | None = None
+    with _Heartbeat(study._storage, trial_id, config.reliability.heartbeat_interval):
+        try:
+            raw = objective(trial)
+            try:
+                value = float(raw)
+            except (TypeError, ValueError):
+                raise TypeError(f"the objective returned {raw!r}, not a number") from None
+            if not math.isfinite(value):
+                raise FloatingPointError(f"the objective returned {value}")
+        except optuna.TrialPruned:
+            state = TrialState.PRUNED
+        except KeyboardInterrupt as exc:
+            state, error, interrupted = TrialState.FAIL, "interrupted (SIGINT/SIGTERM)", exc
+        except Exception as exc:  # noqa: BLE001 - any objective error fails the trial only
+            state = TrialState.FAIL
+            error = f"{type(exc).__name__}: {exc}"
+            tb = traceback.format_exc(limit=-3)
+            trial.set_user_attr("traceback", tb[-2000:])
+    wall = time.perf_counter() - t0
+    epochs = 0
+    try:
+        frozen = study._storage.get_trial(trial_id)
+        epochs = frozen.user_attrs.get("epochs")
+        if epochs is None:
+            epochs = len(frozen.intermediate_values)
+            trial.set_user_attr("epochs", epochs)
+        trial.set_user_attr("wall_time_s", round(wall, 4))
+        if error:
+            trial.set_user_attr("error", error[:2000])
+        if state == TrialState.COMPLETE:
+            study.tell(trial, value)
+        else:
+            study.tell(trial, state=state)
+    except Exception as exc:  # noqa: BLE001 - e.g. failed from outside as stale
+        error = error or f"could not store the result: {type(exc).__name__}: {exc}"
+        state = TrialState.FAIL
+    if interrupted is not None:
+        raise interrupted
+    return state.name.lower(), value, int(epochs), error
+
+
+def run_worker(
+    config: StudyConfig,
+    storage_url: str,
+    *,
+    worker_index: int = 0,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    threads: int | None = None,
+    log: Log = _stderr,
+    stop: threading.Event | None = None,
+) -> WorkerStats:
+    """Run trials of the (prepared) study until it holds ``n_trials`` finished trials.
+
+    Stops also at ``timeout`` seconds, when ``stop`` is set, or after
+    ``reliability.max_consecutive_failures`` failed trials in a row.
+    """
+    if threads:
+        limit_threads(threads)
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    n_trials = n_trials or config.n_trials
+    timeout = timeout if timeout is not None else config.timeout
+    objective = make_objective(config.objective.name, config.objective.options, config.path)
+    options = config.algorithm.options
+    storage = _storage_for(config, storage_url)
+    # Seeded by the study seed, the worker and the trials already stored: reproducible for a
+    # fresh study, and a resumed study does not re-propose the points of its first run.
+    stored = len(storage.get_all_trials(storage.get_study_id_from_name(config.name), deepcopy=False))
+    seed = (config.seed * 1_000_003 + worker_index * 10_007 + stored) % (2**31 - 1)
+    study = optuna.load_study(
+        study_name=config.name,
+        storage=storage,
+        sampler=make_sampler(config.algorithm.name, options, seed=seed),
+        pruner=make_pruner(config.algorithm.name, options, getattr(objective, "max_budget", None)),
+    )
+    worker = f"{socket.gethostname()}:{os.getpid()}"
+    stats = WorkerStats()
+    start = time.monotonic()
+    streak = 0
+    max_streak = config.reliability.max_consecutive_failures
+    idle_sleep = 0.5
+    while True:
+        if stop is not None and stop.is_set():
+            stats.stop_reason = "stopped"
+            break
+        if timeout is not None and time.monotonic() - start >= timeout:
+            stats.stop_reason = f"timeout ({timeout:g} s)"
+            break
+        try:
+            c = _counts(study)
+            if c["finished"] >= n_trials:
+                stats.stop_reason = f"the study holds {c['finished']} finished trials (n_trials={n_trials})"
+                break
+            trial_id = _pop_waiting(study)
+            if trial_id is None:
+                with study_lock(storage_url, config.name):
+                    fail_stale(study)
+                    added = top_up_queue(study, n_trials)
+                if not added:
+                    time.sleep(idle_sleep)  # others' trials are running; one may fail and be re-queued
+                    idle_sleep = min(5.0, idle_sleep * 1.5)
+                continue
+        except StorageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a storage hiccup: log, back off, go on
+            log(f"[{worker}] storage error, retrying: {redact_text(str(exc).splitlines()[0], storage_url)}")
+            time.sleep(2.0)
+            continue
+        idle_sleep = 0.5
+        number = study._storage.get_trial_number_from_id(trial_id)
+        state, value, epochs, error = _run_one(study, trial_id, objective, config, worker)
+        stats.trials += 1
+        stats.epochs += epochs
+        if state == "complete":
+            stats.complete += 1
+            streak = 0
+            log(f"[{worker}] trial {number} complete: {value:.6g} ({epochs} epochs)")
+        elif state == "pruned":
+            stats.pruned += 1
+            streak = 0
+            log(f"[{worker}] trial {number} pruned after {epochs} epochs")
+        else:
+            stats.failed += 1
+            streak += 1
+            log(f"[{worker}] trial {number} FAILED: {redact_text(error, storage_url)}")
+            if max_streak and streak >= max_streak:
+                stats.stop_reason = (
+                    f"{streak} trials failed in a row (reliability.max_consecutive_failures="
+                    f"{max_streak}); last error: {redact_text(error, storage_url)}"
+                )
+                break
+    return stats
+
+
+# --------------------------------------------------------------------------------------
+# many workers
+
+
+@dataclass
+class StudySummary:
+    name: str
+    direction: str
+    n_trials: int
+    counts: dict[str, int]
+    best_value: float | None
+    best_params: dict[str, Any]
+    best_number: int | None
+    epochs: int
+    wall_time_s: float
+    stop_reasons: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def format(self) -> str:
+        c = self.counts
+        lines = [
+            f"study {self.name}: {c['finished']}/{self.n_trials} finished "
+            f"({c['complete']} complete, {c['pruned']} pruned), {c['fail']} failed, "
+            f"{c['running']} running, {c['waiting']} queued",
+            f"  wall time {self.wall_time_s:.1f} s, epochs consumed {self.epochs}",
+        ]
+        if self.best_value is not None:
+            lines.append(f"  best value {self.best_value:.6g} (trial {self.best_number}, {self.direction})")
+            for k, v in self.best_params.items():
+                lines.append(f"    {k} = {v:.6g}" if isinstance(v, float) else f"    {k} = {v}")
+        else:
+            lines.append("  no complete trial yet")
+        for reason in self.stop_reasons:
+            lines.append(f"  stopped: {reason}")
+        return "\n".join(lines)
+
+
+def summarize_study(study: optuna.Study, n_trials: int, wall_time_s: float, stop_reasons: list[str] | None = None) -> StudySummary:
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = None
+    if complete:
+        best = min(complete, key=lambda t: t.value) if study.direction.name == "MINIMIZE" else max(
+            complete, key=lambda t: t.value
+        )
+    return StudySummary(
+        name=study.study_name,
+        direction=study.direction.name.lower(),
+        n_trials=n_trials,
+        counts=_counts(study),
+        best_value=None if best is None else best.value,
+        best_params={} if best is None else dict(best.params),
+        best_number=None if best is None else best.number,
+        epochs=sum(int(t.user_attrs.get("epochs", 0)) for t in trials),
+        wall_time_s=wall_time_s,
+        stop_reasons=list(stop_reasons or []),
+    )
+
+
+def _worker_main(
+    config: StudyConfig,
+    storage_url: str,
+    index: int,
+    n_trials: int,
+    timeout: float | None,
+    threads: int,
+    verbose: bool,
+    queue: Any,
+) -> None:
+    """Entry point of a spawned worker process."""
+    stop = threading.Event()
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, on_term)
+    log = _stderr if verbose else _quiet
+    try:
+        stats = run_worker(
+            config, storage_url, worker_index=index, n_trials=n_trials, timeout=timeout,
+            threads=threads, log=log, stop=stop,
+        )
+        queue.put((index, "ok", stats.stop_reason))
+    except KeyboardInterrupt:
+        queue.put((index, "interrupted", "interrupted"))
+    except Exception as exc:  # noqa: BLE001 - reported by the parent
+        queue.put((index, "error", redact_text(f"{type(exc).__name__}: {exc}", storage_url)))
+
+
+@contextlib.contextmanager
+def _thread_env(threads: int) -> Iterator[None]:
+    old = {v: os.environ.get(v) for v in (*THREAD_ENV, "TF_NUM_INTEROP_THREADS")}
+    for v in THREAD_ENV:
+        os.environ[v] = str(threads)
+    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    try:
+        yield
+    finally:
+        for v, val in old.items():
+            if val is None:
+                os.environ.pop(v, None)
+            else:
+                os.environ[v] = val
+
+
+def default_threads(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // max(1, workers))
+
+
+def run_study(
+    config: StudyConfig,
+    storage_url: str,
+    *,
+    workers: int | None = None,
+    n_trials: int | None = None,
+    timeout: float | None = None,
+    threads: int | None = None,
+    log: Log = _stderr,
+    verbose_workers: bool = False,
+    poll_s: float = 2.0,
+) -> StudySummary:
+    """Prepare the study and run ``workers`` spawned worker processes until its budget is met."""
+    workers = workers or config.workers
+    n_trials = n_trials or config.n_trials
+    timeout = timeout if timeout is not None else config.timeout
+    threads = threads or default_threads(workers)
+    t0 = time.monotonic()
+    study, _ = prepare_study(config, storage_url, n_trials, log=log)
+    log(f"starting {workers} worker process(es), {threads} thread(s) each")
+    ctx = multiprocessing.get_context("spawn")
+    queue = ctx.Queue()
+    with _thread_env(threads):
+        procs = [
+            ctx.Process(
+                target=_worker_main,
+                args=(config, storage_url, i, n_trials, timeout, threads, verbose_workers, queue),
+                name=f"optmpp-worker-{i}",
+            )
+            for i in range(workers)
+        ]
+        for p in procs:
+            p.start()
+    reasons: list[str] = []
+    last, last_t = None, time.monotonic()
+    try:
+        while any(p.is_alive() for p in procs):
+            time.sleep(poll_s)
+            try:
+                with study_lock(storage_url, config.name):
+                    fail_stale(study)
+                stamp, line = _progress_line(study, n_trials, time.monotonic() - t0)
+            except Exception as exc:  # noqa: BLE001 - progress is best effort
+                stamp, line = "", f"progress unavailable: {redact_text(str(exc).splitlines()[0], storage_url)}"
+            if line != last or time.monotonic() - last_t > 60:
+                log(stamp + line)
+                last, last_t = line, time.monotonic()
+    except KeyboardInterrupt:
+        log("interrupted: stopping the workers (their running trials are marked FAIL)")
+        for p in procs:
+            if p.is_alive():
+                p.terminate()
+        for p in procs:
+            p.join(timeout=30)
+        raise
+    for p in procs:
+        p.join()
+    while not queue.empty():
+        index, status, reason = queue.get()
+        if status != "ok":
+            reasons.append(f"worker {index}: {reason}")
+        elif reason and reason not in reasons:
+            reasons.append(reason)
+    for i, p in enumerate(procs):
+        if p.exitcode not in (0, None):
+            reasons.append(f"worker {i} exited with code {p.exitcode}")
+    return summarize_study(study, n_trials, time.monotonic() - t0, reasons)
+
+
+def _progress_line(study: optuna.Study, n_trials: int, elapsed: float) -> tuple[str, str]:
+    from optuna.trial import TrialState
+
+    trials = study.get_trials(deepcopy=False)
+    c = _counts(study)
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    best = ""
+    if complete:
+        pick = min if study.direction.name == "MINIMIZE" else max
+        b = pick(complete, key=lambda t: t.value)
+        best = f", best {b.value:.5g} (trial {b.number})"
+    epochs = sum(int(t.user_attrs.get("epochs", 0)) for t in trials)
+    return f"[{elapsed:6.0f}s] ", (
+        f"{c['finished']}/{n_trials} finished ({c['complete']} complete, "
+        f"{c['pruned']} pruned, {c['fail']} failed), {c['running']} running{best}, "
+        f"{epochs} epochs"
+    )
