@@ -226,7 +226,6 @@ def _tpe(o: Any, seed: int | None) -> optuna.samplers.BaseSampler:
         multivariate=o.multivariate,
         group=o.group,
         constant_liar=o.constant_liar,
-        warn_independent_sampling=False,
         seed=seed,
     )
 

@@ -175,18 +175,16 @@ def prepare_study(
                 f"the study file asks for {config.direction!r}; use another study name"
             )
         stored = study.user_attrs.get(CONFIG_ATTR)
+        identity = _identity(config, objective)
         if stored is not None:
-            diff = _diff(
-                {k: stored.get(k) for k in ("direction", "objective", "algorithm")},
-                config.identity(),
-            )
+            diff = _diff({k: stored.get(k) for k in identity}, identity)
             if diff:
                 raise ConfigError(
                     f"{config.path}: the stored study {config.name!r} was created with another "
                     "configuration; refusing to resume it with this one (use another study "
                     "name, or restore the old settings):\n" + "\n".join(diff)
                 )
-        study.set_user_attr(CONFIG_ATTR, config.to_dict())
+        study.set_user_attr(CONFIG_ATTR, {**config.to_dict(), **identity})
         study.set_user_attr(VERSIONS_ATTR, _versions())
         fail_stale(study)
         added = top_up_queue(study, n_trials)
@@ -196,6 +194,15 @@ def prepare_study(
         f"{c['running']} running, {c['waiting']} queued ({added} added) of n_trials={n_trials}"
     )
     return study, objective
+
+
+def _identity(config: StudyConfig, objective: Any) -> dict[str, Any]:
+    """What a resumed study must share with the stored one, with every default resolved."""
+    identity = config.identity()
+    options = getattr(objective, "options", None)
+    if dataclasses.is_dataclass(options) and not isinstance(options, type):
+        identity["objective"] = {"name": config.objective.name, **dataclasses.asdict(options)}
+    return json.loads(json.dumps(identity, default=str))  # tuples -> lists, as stored
 
 
 def _check_direction(config: StudyConfig, objective: Any) -> None:

@@ -1,0 +1,137 @@
+from __future__ import annotations
+
+import statistics
+from pathlib import Path
+
+import optuna
+import pytest
+
+from optmpp.algorithms import ALGORITHMS, make_pruner, make_sampler
+from optmpp.config import ConfigError
+from optmpp.samplers import GPSampler
+from optmpp.samplers.gp import _Encoder
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+EXPECTED = {
+    "random": (optuna.samplers.RandomSampler, optuna.pruners.NopPruner),
+    "bayes": (GPSampler, optuna.pruners.NopPruner),
+    "tpe": (optuna.samplers.TPESampler, optuna.pruners.NopPruner),
+    "hyperband": (optuna.samplers.RandomSampler, optuna.pruners.HyperbandPruner),
+    "bohb": (optuna.samplers.TPESampler, optuna.pruners.HyperbandPruner),
+    "sha": (optuna.samplers.RandomSampler, optuna.pruners.SuccessiveHalvingPruner),
+}
+
+
+def test_table_has_the_six_algorithms() -> None:
+    assert list(ALGORITHMS) == list(EXPECTED)
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_sampler_and_pruner(name: str) -> None:
+    sampler_cls, pruner_cls = EXPECTED[name]
+    assert isinstance(make_sampler(name, {}, seed=1), sampler_cls)
+    assert isinstance(make_pruner(name, {}, max_budget=27), pruner_cls)
+
+
+def test_tpe_settings_are_pinned() -> None:
+    tpe = make_sampler("tpe", {}, seed=0)
+    bohb = make_sampler("bohb", {}, seed=0)
+    assert (tpe._multivariate, tpe._constant_liar, tpe._n_startup_trials) == (False, True, 10)
+    assert (bohb._multivariate, bohb._constant_liar) == (True, True)
+    custom = make_sampler("tpe", {"n_startup_trials": 4, "multivariate": True, "constant_liar": False})
+    assert (custom._multivariate, custom._constant_liar, custom._n_startup_trials) == (True, False, 4)
+
+
+def test_overrides_reach_the_pruner() -> None:
+    hb = make_pruner("hyperband", {"reduction_factor": 2, "min_resource": 3}, max_budget=27)
+    assert (hb._reduction_factor, hb._min_resource, hb._max_resource) == (2, 3, 27)
+    assert make_pruner("hyperband", {"max_resource": 9}, max_budget=27)._max_resource == 9
+    sha = make_pruner("sha", {"reduction_factor": 4, "min_early_stopping_rate": 1})
+    assert (sha._reduction_factor, sha._min_early_stopping_rate) == (4, 1)
+    with pytest.raises(ConfigError, match="min_resource .* exceeds the objective's budget"):
+        make_pruner("hyperband", {"min_resource": 30}, max_budget=27)
+    with pytest.raises(ConfigError, match="unknown key 'foo'"):
+        make_sampler("bayes", {"foo": 1})
+
+
+def test_gp_encoder_round_trip() -> None:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    space = {
+        "f": FloatDistribution(-1, 1),
+        "lf": FloatDistribution(1e-4, 1e-1, log=True),
+        "s": FloatDistribution(0.05, 0.5, step=0.05),
+        "i": IntDistribution(32, 512, step=32),
+        "li": IntDistribution(1, 1000, log=True),
+        "c": CategoricalDistribution(["relu", "tanh", 3]),
+    }
+    enc = _Encoder(space)
+    assert enc.width == 8
+    params = {"f": 0.25, "lf": 1e-3, "s": 0.35, "i": 224, "li": 17, "c": "tanh"}
+    back = enc.decode(enc.encode(params))
+    assert back["i"] == 224 and back["li"] == 17 and back["c"] == "tanh"
+    assert back["f"] == pytest.approx(0.25) and back["lf"] == pytest.approx(1e-3) and back["s"] == pytest.approx(0.35)
+    import numpy as np
+
+    rng = np.random.RandomState(0)
+    for row in enc.random_rows(rng, 200):
+        p = enc.decode(row)
+        for name, dist in space.items():
+            assert dist._contains(dist.to_internal_repr(p[name])), (name, p[name])
+
+
+def smooth(trial: optuna.Trial) -> float:
+    # 4 mixed parameters: float, log-float, int, categorical
+    x = trial.suggest_float("x", -5.0, 5.0)
+    lr = trial.suggest_float("lr", 1e-5, 1e-1, log=True)
+    n = trial.suggest_int("n", 1, 10)
+    act = trial.suggest_categorical("act", ["relu", "tanh", "sigmoid"])
+    import math
+
+    return (x - 1.3) ** 2 + (math.log10(lr) + 2.7) ** 2 + 0.2 * (n - 7) ** 2 + {"relu": 0.0, "tanh": 0.6, "sigmoid": 1.2}[act]
+
+
+def best_after(algorithm: str, seed: int, n_trials: int = 30) -> float:
+    study = optuna.create_study(sampler=make_sampler(algorithm, {}, seed=seed))
+    study.optimize(smooth, n_trials=n_trials)
+    return study.best_value
+
+
+@pytest.mark.slow
+def test_bayes_beats_random_on_a_smooth_function() -> None:
+    seeds = range(5)
+    bayes = statistics.median(best_after("bayes", s) for s in seeds)
+    random = statistics.median(best_after("random", s) for s in seeds)
+    print(f"median best after 30 trials over 5 seeds: bayes {bayes:.4f}, random {random:.4f}")
+    assert bayes < random
+
+
+def test_gp_sampler_maximize_and_parallel_liars() -> None:
+    study = optuna.create_study(direction="maximize", sampler=GPSampler(n_startup_trials=5, n_candidates=200, seed=0))
+    study.optimize(lambda t: -((t.suggest_float("x", -2, 2) - 1) ** 2), n_trials=15)
+    assert study.best_value > -0.05
+    # a running trial's point enters as a liar: the next suggestion differs from it
+    trial = study.ask()
+    x1 = trial.suggest_float("x", -2, 2)
+    x2 = study.ask().suggest_float("x", -2, 2)
+    assert x1 != x2
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("algorithm", ["hyperband", "bohb", "sha"])
+def test_pruning_algorithms_prune_the_sklearn_objective(algorithm: str, real_data: Path) -> None:
+    from optmpp.objectives import make_objective
+
+    objective = make_objective("hdpe-mi-mlp", {"max_epochs": 9, "units": [8, 64]})
+    study = optuna.create_study(
+        sampler=make_sampler(algorithm, {}, seed=0),
+        pruner=make_pruner(algorithm, {}, max_budget=objective.max_budget),
+    )
+    study.optimize(objective, n_trials=40)
+    states = [t.state for t in study.trials]
+    pruned = [t.user_attrs["epochs"] for t in study.trials if t.state == optuna.trial.TrialState.PRUNED]
+    complete = [t.user_attrs["epochs"] for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert len(states) == 40 and pruned and complete
+    assert min(complete) == 9 and min(pruned) < 9
+    assert statistics.mean(pruned) < statistics.mean(complete)

@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from optmpp.config import ConfigError, parse_study_config
+from optmpp.storage import make_storage
+from optmpp.workers import prepare_study, run_study, run_worker
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def toy_config(name: str = "toy", algorithm: str | dict = "hyperband", n_trials: int = 30, **objective) -> object:
+    return parse_study_config(
+        {
+            "name": name,
+            "n_trials": n_trials,
+            "algorithm": algorithm,
+            "objective": {"name": "toy_objectives:make", **objective},
+            "reliability": {"heartbeat_interval": 2, "grace_period": 6},
+        },
+        "toy.toml",
+    )
+
+
+def load(url: str, name: str = "toy") -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=make_storage(url, heartbeat_interval=None))
+
+
+def check_invariants(study: optuna.Study, n: int, max_epochs: int) -> None:
+    trials = study.get_trials(deepcopy=False)
+    finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == n
+    assert sorted(t.number for t in trials) == list(range(len(trials)))
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    for t in trials:
+        if t.state == TrialState.COMPLETE:
+            assert t.value is not None
+            assert sorted(t.intermediate_values) == list(range(1, max_epochs + 1))
+            assert t.user_attrs["epochs"] == max_epochs
+        if t.state == TrialState.PRUNED:
+            steps = sorted(t.intermediate_values)
+            assert steps == list(range(1, len(steps) + 1))
+            assert t.user_attrs["epochs"] == len(steps)
+        if t.state in (TrialState.COMPLETE, TrialState.PRUNED):
+            assert t.user_attrs["wall_time_s"] >= 0
+            assert ":" in t.user_attrs["worker"]
+
+
+@pytest.mark.slow
+def test_three_workers_share_one_study(storage_url: str) -> None:
+    cfg = toy_config(max_epochs=5, sleep=0.02)
+    summary = run_study(cfg, storage_url, workers=3, n_trials=30, log=lambda m: None, poll_s=0.5)
+    study = load(storage_url)
+    check_invariants(study, 30, 5)
+    trials = study.get_trials()
+    assert len(trials) == 30  # no surplus trial was created
+    assert len({t.user_attrs["worker"] for t in trials}) >= 2  # the work was shared
+    assert summary.counts["finished"] == 30 and summary.counts["fail"] == 0
+    assert summary.epochs == sum(t.user_attrs["epochs"] for t in trials)
+    assert study.user_attrs["optmpp:config"]["algorithm"]["name"] == "hyperband"
+
+
+def test_resume_continues_to_the_new_budget(sqlite_url: str) -> None:
+    cfg = toy_config(algorithm="tpe", n_trials=8, max_epochs=2)
+    prepare_study(cfg, sqlite_url, log=lambda m: None)
+    stats = run_worker(cfg, sqlite_url, log=lambda m: None)
+    assert stats.complete == 8
+    prepare_study(cfg, sqlite_url, n_trials=12, log=lambda m: None)
+    stats = run_worker(cfg, sqlite_url, n_trials=12, log=lambda m: None)
+    assert stats.complete == 4
+    study = load(sqlite_url)
+    assert len(study.trials) == 12
+    # the resumed worker did not replay the first run's random points
+    xs = [t.params["x"] for t in study.trials]
+    assert len(set(xs)) == 12
+
+
+def test_resume_with_another_configuration_is_refused(sqlite_url: str) -> None:
+    prepare_study(toy_config(algorithm="random", n_trials=2), sqlite_url, log=lambda m: None)
+    with pytest.raises(ConfigError, match=r"refusing to resume(.|\n)*algorithm.name: stored \"random\" != asked \"tpe\""):
+        prepare_study(toy_config(algorithm="tpe", n_trials=2), sqlite_url, log=lambda m: None)
+    with pytest.raises(ConfigError, match=r"objective.max_epochs: stored 9 != asked 3"):
+        prepare_study(toy_config(algorithm="random", n_trials=2, max_epochs=3), sqlite_url, log=lambda m: None)
+    # a bigger budget is fine
+    prepare_study(toy_config(algorithm="random", n_trials=5), sqlite_url, log=lambda m: None)
+
+
+def test_stored_direction_must_match(sqlite_url: str) -> None:
+    optuna.create_study(study_name="toy", storage=sqlite_url, direction="maximize")
+    with pytest.raises(ConfigError, match="stored study 'toy' .* is 'maximize'"):
+        prepare_study(toy_config(), sqlite_url, log=lambda m: None)
+
+
+def test_failing_trials_are_recorded_and_a_streak_stops_the_worker(sqlite_url: str) -> None:
+    cfg = toy_config(algorithm="random", n_trials=10, fail_above=-10.0)  # every trial fails
+    prepare_study(cfg, sqlite_url, log=lambda m: None)
+    stats = run_worker(cfg, sqlite_url, log=lambda m: None)
+    assert stats.failed == 5 and "5 trials failed in a row" in stats.stop_reason
+    study = load(sqlite_url)
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert len(failed) == 5
+    assert all("too large for this toy" in t.user_attrs["error"] for t in failed)
+
+
+def test_failed_trials_are_replaced_so_the_budget_is_met(sqlite_url: str) -> None:
+    cfg = toy_config(algorithm="random", n_trials=12, fail_above=1.5, max_epochs=2)
+    prepare_study(cfg, sqlite_url, log=lambda m: None)
+    run_worker(cfg, sqlite_url, log=lambda m: None)
+    study = load(sqlite_url)
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) == 12
+    assert states.count(TrialState.FAIL) >= 1  # x > 1.5 happens in ~25% of trials
