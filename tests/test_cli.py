@@ -1,0 +1,120 @@
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import ROOT, cli_env, optmpp_cmd
+
+NO_TF = textwrap.dedent(
+    """
+    import sys
+    from optmpp.cli import main
+    try:
+        main({argv!r})
+    except SystemExit:
+        pass
+    heavy = sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras', 'torch'))
+    print('HEAVY', heavy)
+    """
+)
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["algorithms"], ["objectives"], ["run", "--help"]])
+def test_core_commands_do_not_import_tensorflow(argv: list[str]) -> None:
+    out = subprocess.run([sys.executable, "-c", NO_TF.format(argv=argv)], capture_output=True, text=True, env=cli_env(), check=True)
+    assert "HEAVY []" in out.stdout, out.stdout[-2000:]
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: float = 300) -> subprocess.CompletedProcess:
+    return subprocess.run([*optmpp_cmd(), *args], capture_output=True, text=True, env=env or cli_env(), timeout=timeout, cwd=ROOT)
+
+
+def test_algorithms_lists_sampler_pruner_and_paper_name() -> None:
+    out = run_cli("algorithms")
+    assert out.returncode == 0
+    for name, words in {
+        "random": "RandomSampler",
+        "bayes": "Gaussian-process",
+        "tpe": "TPESampler",
+        "hyperband": "HyperbandPruner",
+        "bohb": "BOHB",
+        "sha": "SuccessiveHalvingPruner",
+    }.items():
+        line = next(line for line in out.stdout.splitlines() if line.startswith(name + " "))
+        assert words in line
+
+
+def test_objectives_lists_builtins() -> None:
+    out = run_cli("objectives", "--json")
+    names = {o["name"]: o for o in json.loads(out.stdout)}
+    assert names["hdpe-mi-mlp"]["source"] == "built-in"
+
+
+def test_bad_study_file_exits_2(tmp_path: Path) -> None:
+    p = tmp_path / "bad.toml"
+    p.write_text('algorithm = "hyperbnd"\nobjective = "hdpe-mi-mlp"\n')
+    out = run_cli("run", str(p), "--storage", f"sqlite:///{tmp_path}/x.db")
+    assert out.returncode == 2
+    assert "bad.toml: algorithm.name: unknown algorithm 'hyperbnd'" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_unreachable_storage_exits_3_and_hides_the_password(tmp_path: Path) -> None:
+    p = tmp_path / "s.toml"
+    p.write_text('algorithm = "random"\nobjective = "toy_objectives:make"\n')
+    url = "postgresql+psycopg://someone:S3cretSentinel@127.0.0.1:1/nodb"
+    out = run_cli("run", str(p), "--storage", url)
+    assert out.returncode == 3, out.stderr
+    assert "unreachable" in out.stderr
+    assert "S3cretSentinel" not in out.stderr + out.stdout
+    assert "someone:***@127.0.0.1:1" in out.stderr
+
+
+@pytest.mark.slow
+def test_run_end_to_end_on_the_real_data(tmp_path: Path, real_data: Path) -> None:
+    url = f"sqlite:///{tmp_path}/runs.db"
+    out = run_cli("run", "studies/default.toml", "--storage", url, "--workers", "2", "--n-trials", "10", "--json")
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["counts"]["finished"] == 10 and summary["counts"]["fail"] == 0
+    assert summary["best_value"] < 0.1  # standardised MSE: far better than predicting the mean (1.0)
+    assert summary["epochs"] > 10
+    assert "finished" in out.stderr  # progress lines
+    study = optuna.load_study(study_name="hdpe-mi-mlp-hyperband", storage=url)
+    assert len(study.trials) == 10
+    assert len({t.user_attrs["worker"] for t in study.trials}) == 2
+    # a second `run` resumes: nothing left to do at the same budget
+    again = run_cli("run", "studies/default.toml", "--storage", url, "--workers", "2", "--n-trials", "10", "--json")
+    assert again.returncode == 0 and json.loads(again.stdout)["counts"]["finished"] == 10
+
+
+@pytest.mark.slow
+def test_worker_command_joins_a_postgresql_study_three_times(tmp_path: Path) -> None:
+    from conftest import drop_pg_database, make_pg_database
+
+    name, url = make_pg_database()
+    try:
+        study_file = tmp_path / "toy.toml"
+        study_file.write_text(
+            'name = "toy-pg"\nn_trials = 24\n[algorithm]\nname = "sha"\n'
+            '[objective]\nname = "toy_objectives:make"\nmax_epochs = 4\nsleep = 0.05\n'
+        )
+        procs = [
+            subprocess.Popen([*optmpp_cmd(), "worker", str(study_file), "--storage", url, "--json", "--threads", "1"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=cli_env(), cwd=ROOT)
+            for _ in range(3)
+        ]
+        outs = [p.communicate(timeout=300) for p in procs]
+        assert [p.returncode for p in procs] == [0, 0, 0], [o[1][-1000:] for o in outs]
+        study = optuna.load_study(study_name="toy-pg", storage=url)
+        assert len(study.trials) == 24
+        assert all(t.state.is_finished() and t.state.name != "FAIL" for t in study.trials)
+        workers = {t.user_attrs["worker"] for t in study.trials}
+        assert len(workers) == 3, workers
+    finally:
+        drop_pg_database(name)

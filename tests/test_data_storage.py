@@ -1,0 +1,103 @@
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from optmpp.data import DATASETS, DataError, fetch_datasets, find_data_file, load_numeric_table, split_indices
+from optmpp.storage import redact_text, redact_url, resolve_storage_url
+
+
+def test_redaction() -> None:
+    url = "postgresql+psycopg://alice:pa55w0rd@db.example:5432/optmpp"
+    assert redact_url(url) == "postgresql+psycopg://alice:***@db.example:5432/optmpp"
+    assert "pa55w0rd" not in redact_text(f"could not connect to {url}: password pa55w0rd rejected", url)
+    assert redact_url("sqlite:///runs/optmpp.db") == "sqlite:///runs/optmpp.db"
+
+
+def test_storage_url_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPTMPP_STORAGE", raising=False)
+    assert resolve_storage_url(None, None) == "sqlite:///runs/optmpp.db"
+    assert resolve_storage_url(None, "sqlite:///f.db") == "sqlite:///f.db"
+    monkeypatch.setenv("OPTMPP_STORAGE", "sqlite:///env.db")
+    assert resolve_storage_url(None, "sqlite:///f.db") == "sqlite:///env.db"
+    assert resolve_storage_url("sqlite:///cli.db", "sqlite:///f.db") == "sqlite:///cli.db"
+
+
+def test_sqlite_storage_uses_wal(tmp_path: Path) -> None:
+    import sqlite3
+
+    from optmpp.storage import make_storage
+
+    make_storage(f"sqlite:///{tmp_path}/sub/w.db")
+    mode = sqlite3.connect(tmp_path / "sub" / "w.db").execute("PRAGMA journal_mode").fetchone()[0]
+    assert mode == "wal"
+
+
+@pytest.fixture
+def http_server(tmp_path: Path, real_data: Path) -> Iterator[tuple[str, Path]]:
+    served = tmp_path / "served"
+    served.mkdir()
+    for name in DATASETS:
+        (served / name).write_bytes((real_data / name).read_bytes())
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{server.server_address[1]}", served
+    server.shutdown()
+
+
+def test_fetch_verifies_checksums(tmp_path: Path, http_server: tuple[str, Path]) -> None:
+    base, served = http_server
+    dest = tmp_path / "cache"
+    paths = fetch_datasets(dest, base_url=base, log=lambda m: None)
+    assert sorted(p.name for p in paths) == sorted(DATASETS)
+    assert find_data_file("HDPE_LG_Plant_Data.csv", dest) == dest / "HDPE_LG_Plant_Data.csv"
+    # a tampered file is refused and nothing is written
+    (served / "Polymer_Tg_SMILES.csv").write_bytes(b"name,SMILES,Tg\nx,C,1\n")
+    other = tmp_path / "other"
+    with pytest.raises(DataError, match="checksum mismatch"):
+        fetch_datasets(other, names=["Polymer_Tg_SMILES.csv"], base_url=base, log=lambda m: None)
+    assert not (other / "Polymer_Tg_SMILES.csv").exists()
+
+
+def test_missing_data_file_says_how_to_get_it(tmp_path: Path) -> None:
+    with pytest.raises(DataError, match="optmpp data fetch"):
+        find_data_file("HDPE_LG_Plant_Data.csv", tmp_path)
+
+
+def test_hdpe_loads(real_data: Path) -> None:
+    t = load_numeric_table(real_data / "HDPE_LG_Plant_Data.csv", ["C2", "H2", "CAT", "HX", "C3", "T", "P", "H2/C2", "C3/C4"], "MI_Plant")
+    assert t.X.shape == (3743, 9) and t.y.shape == (3743,)
+    assert t.sha256 == DATASETS["HDPE_LG_Plant_Data.csv"][1]
+
+
+def test_bad_rows_are_named_or_dropped(tmp_path: Path) -> None:
+    p = tmp_path / "d.csv"
+    p.write_text("a,b ,y\n1,2,3\n\n4,x,6\n7,,9\n1,1,1\n")
+    with pytest.raises(DataError, match=r"2 bad row\(s\): line 4: non-numeric value 'x' in 'b'; line 5: missing value in 'b'"):
+        load_numeric_table(p, ["a", "b"], "y")
+    t = load_numeric_table(p, ["a", "b"], "y", on_bad_rows="drop")
+    assert t.y.tolist() == [3.0, 1.0] and t.rows.tolist() == [2, 6] and len(t.dropped) == 2
+    with pytest.raises(DataError, match=r"missing column\(s\) 'c'"):
+        load_numeric_table(p, ["a", "c"], "y")
+    q = tmp_path / "e.csv"
+    q.write_text("a,y\nx,1\n")
+    with pytest.raises(DataError, match="no valid row"):
+        load_numeric_table(q, ["a"], "y", on_bad_rows="drop")
+
+
+def test_splits_are_seeded_and_disjoint() -> None:
+    a = split_indices(100, "random", 0.25, 0.2, seed=0)
+    b = split_indices(100, "random", 0.25, 0.2, seed=0)
+    assert all(np.array_equal(x, y) for x, y in zip(a, b))
+    assert sorted(np.concatenate(a).tolist()) == list(range(100))
+    assert (len(a[0]), len(a[1]), len(a[2])) == (60, 15, 25)
+    train, val, test = split_indices(100, "ordered", 0.25, 0.2)
+    assert train.max() < val.min() and val.max() < test.min()
