@@ -109,6 +109,27 @@ def _prepare_sqlite(path: Path) -> None:
         con.close()
 
 
+def _serialize_sqlite_transactions(engine: Any) -> None:
+    """Make every SQLite transaction ``BEGIN IMMEDIATE``.
+
+    Python's sqlite3 driver starts a transaction only at the first write, so a
+    read-check-write (Optuna's WAITING -> RUNNING claim of a queued trial, its trial numbering)
+    is not atomic across processes: two workers could claim the same trial. Taking the write
+    lock at BEGIN makes each transaction atomic; the busy timeout makes others wait for it.
+    """
+    from sqlalchemy import event
+
+    @event.listens_for(engine, "connect")
+    def _no_implicit_begin(dbapi_connection: Any, record: Any) -> None:
+        dbapi_connection.isolation_level = None
+
+    @event.listens_for(engine, "begin")
+    def _begin_immediate(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE")
+
+    engine.dispose()
+
+
 def make_storage(
     url: str,
     *,
@@ -150,13 +171,16 @@ def make_storage(
         try:
             with warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # heartbeat is "experimental" in Optuna
-                return optuna.storages.RDBStorage(
+                storage = optuna.storages.RDBStorage(
                     url,
                     engine_kwargs=kwargs,
                     heartbeat_interval=heartbeat_interval,
                     grace_period=grace_period if heartbeat_interval else None,
                     **retry,
                 )
+            if path is not None:
+                _serialize_sqlite_transactions(storage.engine)
+            return storage
         except Exception as exc:  # noqa: BLE001 - sqlalchemy/driver errors have many types
             text = str(exc).lower()
             if attempt < 4 and ("already exists" in text or "duplicate" in text):

@@ -292,7 +292,6 @@ def _run_one(study: optuna.Study, trial_id: int, objective: Any, config: StudyCo
     from optuna.trial import TrialState
 
     trial = optuna.Trial(study, trial_id)
-    trial.set_user_attr("worker", worker)
     value: float | None = None
     state = TrialState.COMPLETE
     error = ""
@@ -300,6 +299,7 @@ def _run_one(study: optuna.Study, trial_id: int, objective: Any, config: StudyCo
     interrupted: BaseException | None = None
     with _Heartbeat(study._storage, trial_id, config.reliability.heartbeat_interval):
         try:
+            trial.set_user_attr("worker", worker)
             raw = objective(trial)
             try:
                 value = float(raw)
@@ -409,8 +409,16 @@ def run_worker(
             time.sleep(2.0)
             continue
         idle_sleep = 0.5
-        number = study._storage.get_trial_number_from_id(trial_id)
-        state, value, epochs, error = _run_one(study, trial_id, objective, config, worker)
+        try:
+            number = study._storage.get_trial_number_from_id(trial_id)
+            state, value, epochs, error = _run_one(study, trial_id, objective, config, worker)
+        except (KeyboardInterrupt, StorageError):
+            raise
+        except Exception as exc:  # noqa: BLE001 - lose at most the trial in flight
+            log(f"[{worker}] storage error around trial id {trial_id}, going on: "
+                f"{redact_text(str(exc).splitlines()[0], storage_url)}")
+            time.sleep(1.0)
+            continue
         stats.trials += 1
         stats.epochs += epochs
         if state == "complete":

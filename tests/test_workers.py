@@ -114,3 +114,59 @@ def test_failed_trials_are_replaced_so_the_budget_is_met(sqlite_url: str) -> Non
     states = [t.state for t in study.trials]
     assert states.count(TrialState.COMPLETE) == 12
     assert states.count(TrialState.FAIL) >= 1  # x > 1.5 happens in ~25% of trials
+
+
+@pytest.mark.slow
+def test_a_killed_workers_trial_is_failed_and_retried_with_the_same_parameters(tmp_path: Path) -> None:
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from conftest import ROOT, cli_env, optmpp_cmd
+
+    url = f"sqlite:///{tmp_path}/k.db"
+    study_file = tmp_path / "k.toml"
+    study_file.write_text(
+        'name = "toy"\nn_trials = 3\nalgorithm = "random"\n'
+        '[objective]\nname = "toy_objectives:make"\nmax_epochs = 6\nsleep = 0.5\n'
+        '[reliability]\nheartbeat_interval = 1\ngrace_period = 3\nmax_retry = 1\n'
+    )
+    victim = subprocess.Popen([*optmpp_cmd(), "worker", str(study_file), "--storage", url, "-q"], env=cli_env(), cwd=ROOT)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        time.sleep(0.3)
+        try:
+            running = [t for t in load(url).trials if t.state == TrialState.RUNNING and t.intermediate_values]
+        except Exception:  # noqa: BLE001 - the study may not exist yet
+            running = []
+        if running:
+            break
+    assert running, "no trial started"
+    killed = running[0]
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    killed_at = time.monotonic()
+    rescuer = subprocess.run([*optmpp_cmd(), "worker", str(study_file), "--storage", url, "--json"],
+                             capture_output=True, text=True, env=cli_env(), cwd=ROOT, timeout=120)
+    assert rescuer.returncode == 0, rescuer.stderr
+    study = load(url)
+    by_number = {t.number: t for t in study.trials}
+    assert by_number[killed.number].state == TrialState.FAIL
+    retries = [t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number]
+    assert len(retries) == 1 and retries[0].params == killed.params
+    assert retries[0].state == TrialState.COMPLETE
+    finished = [t for t in study.trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+    assert len(finished) == 3 and not [t for t in study.trials if t.state == TrialState.RUNNING]
+    assert time.monotonic() - killed_at < 60
+
+
+@pytest.mark.slow
+def test_four_workers_hyperband_100_trials_exactly(storage_url: str) -> None:
+    """Parallel invariants with fast trials (maximum contention on the storage)."""
+    cfg = toy_config(name="par", n_trials=100, max_epochs=9)
+    summary = run_study(cfg, storage_url, workers=4, log=lambda m: None, poll_s=0.5)
+    study = load(storage_url, "par")
+    check_invariants(study, 100, 9)
+    assert len(study.trials) == 100 and summary.counts["fail"] == 0
+    assert summary.stop_reasons == ["the study holds 100 finished trials (n_trials=100)"]
