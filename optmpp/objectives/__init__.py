@@ -31,6 +31,8 @@ ENTRY_POINT_GROUP = "optmpp.objectives"
 
 #: name -> "module:factory"
 BUILTIN_OBJECTIVES: dict[str, str] = {
+    "hdpe-mi-dnn": "optmpp.objectives.hdpe_dnn:make",
+    "tg-cnn": "optmpp.objectives.tg_cnn:make",
     "hdpe-mi-mlp": "optmpp.objectives.sklearn_mlp:make",
 }
 

@@ -1,0 +1,231 @@
+"""Keras helpers shared by the TensorFlow objectives: import with thread limits, epoch loop.
+
+TensorFlow is imported here only when :func:`import_keras` is called (by an objective, inside
+a worker process), never when this module is imported.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import optuna
+
+__all__ = ["TrainResult", "import_keras", "train_epochs"]
+
+_CONFIGURED = False
+
+
+def import_keras() -> Any:
+    """Import Keras on TensorFlow with this process's thread limits; returns ``keras``.
+
+    Threads: ``TF_NUM_INTRAOP_THREADS`` (set by the workers to cores / workers) and
+    ``TF_NUM_INTEROP_THREADS`` (1), applied before TensorFlow starts its thread pools.
+    """
+    global _CONFIGURED
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import tensorflow as tf
+
+    if not _CONFIGURED:
+        _CONFIGURED = True
+        intra = int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0") or 0)
+        inter = int(os.environ.get("TF_NUM_INTEROP_THREADS", "0") or 0)
+        try:
+            if intra:
+                tf.config.threading.set_intra_op_parallelism_threads(intra)
+            if inter:
+                tf.config.threading.set_inter_op_parallelism_threads(inter)
+        except RuntimeError:  # TensorFlow was already initialised by the caller
+            pass
+    import keras
+
+    return keras
+
+
+@dataclass
+class TrainResult:
+    epochs: int = 0
+    best_epoch: int = 0
+    best_val: float = math.inf
+    last_val: float = math.nan
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    pruned: bool = False
+
+
+def mse(model: Any, x: np.ndarray, y: np.ndarray, batch: int = 4096) -> float:
+    """Mean squared error of ``model`` on (x, y), computed directly (no ``evaluate`` tracing)."""
+    preds = [np.asarray(model(x[i : i + batch], training=False)).reshape(-1) for i in range(0, len(x), batch)]
+    pred = np.concatenate(preds) if preds else np.zeros(0)
+    return float(np.mean((pred - y.reshape(-1)) ** 2))
+
+
+def train_epochs(
+    model: Any,
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    epochs: int,
+    batch_size: int,
+    x_val: np.ndarray | None = None,
+    y_val: np.ndarray | None = None,
+    trial: optuna.Trial | None = None,
+    restore_best: bool = False,
+    seed: int = 0,
+) -> TrainResult:
+    """Train ``model`` epoch by epoch with ``fit``; validate, report and prune after each epoch.
+
+    With a trial, the validation MSE is reported as step = epochs trained (1, 2, ...) and
+    ``optuna.TrialPruned`` is raised when the pruner says so. With ``restore_best``, the weights
+    of the epoch with the lowest validation loss are restored at the end. A non-finite loss
+    stops training with ``FloatingPointError``.
+    """
+    import optuna
+
+    keras = import_keras()
+    result = TrainResult()
+    best_weights: list[np.ndarray] | None = None
+    t0 = time.perf_counter()
+
+    class _EpochEnd(keras.callbacks.Callback):  # type: ignore[misc, name-defined]
+        def on_epoch_end(self, epoch: int, logs: dict[str, float] | None = None) -> None:
+            nonlocal best_weights
+            step = epoch + 1
+            result.epochs = step
+            train_loss = float((logs or {}).get("loss", math.nan))
+            result.train_loss.append(train_loss)
+            if not math.isfinite(train_loss):
+                raise FloatingPointError(f"training loss is {train_loss} at epoch {step}")
+            if x_val is None or y_val is None:
+                return
+            val = mse(model, x_val, y_val)
+            result.val_loss.append(val)
+            result.last_val = val
+            if not math.isfinite(val):
+                raise FloatingPointError(f"validation loss is {val} at epoch {step}")
+            if val < result.best_val:
+                result.best_val, result.best_epoch = val, step
+                if restore_best:
+                    best_weights = [w.copy() for w in model.get_weights()]
+            if trial is not None:
+                trial.report(val, step)
+                if trial.should_prune():
+                    result.pruned = True
+                    raise optuna.TrialPruned(f"pruned after epoch {step} (val loss {val:.5g})")
+
+    try:
+        model.fit(
+            x, y, epochs=epochs, batch_size=batch_size, verbose=0, shuffle=True, callbacks=[_EpochEnd()]
+        )
+    finally:
+        result.seconds = time.perf_counter() - t0
+        if trial is not None:
+            trial.set_user_attr("epochs", result.epochs)
+            if result.best_epoch:
+                trial.set_user_attr("best_epoch", result.best_epoch)
+    if restore_best and best_weights is not None:
+        model.set_weights(best_weights)
+    return result
+
+
+class KerasRegressionObjective:
+    """Shared trial function / evaluate / save of the Keras objectives.
+
+    A subclass sets, in ``__init__``: ``options`` (with ``max_epochs``, ``batch_size``,
+    ``restore_best``, ``seed``, ``model``), ``inputs`` (model inputs, all rows), ``y`` (target,
+    standardised when the objective scales it), ``y_raw`` (target in its units), ``split``
+    (dict of train/val/test indices) and ``y_scale`` ((mean, std) of the target scaler, or
+    (0, 1)); and implements ``suggest(trial) -> params`` and ``build(params) -> keras.Model``.
+    """
+
+    direction = "minimize"
+    options: Any
+    inputs: np.ndarray
+    y: np.ndarray
+    y_raw: np.ndarray
+    split: dict[str, np.ndarray]
+    y_scale: tuple[float, float] = (0.0, 1.0)
+
+    @property
+    def max_budget(self) -> int:
+        return int(self.options.max_epochs)
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def build(self, params: dict[str, Any]) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def _fresh(self, seed: int) -> Any:
+        keras = import_keras()
+        keras.backend.clear_session(free_memory=False)  # gc.collect costs ~0.4 s per trial
+        keras.utils.set_random_seed(seed)
+        return keras
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        params = self.suggest(trial)
+        self._fresh(self.options.seed + trial.number)
+        model = self.build(params)
+        tr, va = self.split["train"], self.split["val"]
+        result = train_epochs(
+            model,
+            self.inputs[tr],
+            self.y[tr],
+            epochs=self.options.max_epochs,
+            batch_size=self.options.batch_size,
+            x_val=self.inputs[va],
+            y_val=self.y[va],
+            trial=trial,
+            restore_best=self.options.restore_best,
+        )
+        return result.best_val if self.options.restore_best else result.last_val
+
+    def evaluate(self, params: dict[str, Any], seed: int = 0, epochs: int | None = None) -> Any:
+        """Retrain on train + validation for ``epochs`` (default: max) and score the test part."""
+        from optmpp.objectives.base import Evaluation, regression_metrics
+
+        self._fresh(self.options.seed + seed)
+        model = self.build(params)
+        fit_idx = np.concatenate([self.split["train"], self.split["val"]])
+        result = train_epochs(
+            model,
+            self.inputs[fit_idx],
+            self.y[fit_idx],
+            epochs=epochs or self.options.max_epochs,
+            batch_size=self.options.batch_size,
+        )
+        test = self.split["test"]
+        pred = np.asarray(model.predict(self.inputs[test], verbose=0, batch_size=4096)).reshape(-1)
+        metrics = regression_metrics(self.y[test], pred)
+        mean, std = self.y_scale
+        y_pred = pred * std + mean
+        y_true = self.y_raw[test]
+        metrics.update({f"{k}_units": v for k, v in regression_metrics(y_true, y_pred).items()})
+        return Evaluation(
+            metrics=metrics,
+            model=model,
+            y_true=y_true,
+            y_pred=y_pred,
+            extra={"train_loss": result.train_loss, "epochs": result.epochs, "seconds": result.seconds},
+        )
+
+    def predictor_meta(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        """What ``optmpp predict`` needs besides the model file (columns, scalers, encoding)."""
+        raise NotImplementedError
+
+    def save(self, evaluation: Any, directory: Any) -> dict[str, Any]:
+        """Save the fitted model as a standard Keras file plus optmpp's metadata; return it."""
+        from pathlib import Path
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        evaluation.model.save(directory / "model.keras")
+        return {"model_file": "model.keras", "framework": "keras", **self.predictor_meta()}

@@ -1,0 +1,170 @@
+"""``tg-cnn``: the paper's CNN on one-hot SMILES matrices for polymer Tg (case 2), in Keras.
+
+Input: a (max_length x vocabulary x 1) one-hot matrix per repeat unit (``encoding = "paper"``:
+the paper's 65 x 17 character encoding with its flaws; ``"tokens"``, the default: a real SMILES
+tokeniser; see :mod:`optmpp.data.smiles`). Target: Tg in K, standardised on the training part
+(``scale_target``).
+
+Model: ``conv_blocks`` x [Conv2D(filters_i, kernel_i x kernel_i, relu, same) -> MaxPool2D(2, same)
+-> BatchNormalization], Flatten, ``dense_blocks`` x [Dense(units_i, relu) -> Dropout(dropout_i)],
+Dense(1); Adam, MSE.
+
+Search space (each range overridable in ``[objective]``):
+
+| parameter | values |
+|---|---|
+| ``conv_blocks`` | 1..3 (``conv_blocks = [1, 3]``) |
+| ``filters_i`` | 16..256, log scale (``filters``) |
+| ``kernel_i`` | 2..5 (``kernel``) |
+| ``dense_blocks`` | 1..3 (``dense_blocks``) |
+| ``units_i`` | 32..512, log scale (``units``) |
+| ``dropout_i`` | 0.05..0.5 step 0.05 (``dropout``) |
+| ``learning_rate`` | {1e-2, 1e-3, 1e-4} (``learning_rates``) |
+
+``model = "paper-baseline"``: the paper's no-HPO CNN (Conv 128 3x3, pool, BN, Conv 64 3x3,
+pool, BN, Dense 128, Dropout 0.1, Dense 64, Dropout 0.1, Dense 1; valid padding; Adam 1e-3);
+the study file sets batch 16 and 500 epochs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+
+from optmpp.data import find_data_file, split_indices
+from optmpp.data.smiles import load_smiles_table
+from optmpp.objectives.base import parse_options
+from optmpp.objectives.keras_common import KerasRegressionObjective, import_keras
+
+if TYPE_CHECKING:
+    import optuna
+
+
+@dataclass(frozen=True)
+class CNNOptions:
+    data_file: str = "Polymer_Tg_SMILES.csv"
+    smiles_column: str = "SMILES Structure"
+    target: str = "Tg"
+    name_column: str = "Polymer"
+    encoding: Literal["tokens", "paper"] = "tokens"
+    max_length: int | None = None
+    on_bad_rows: Literal["error", "drop"] = "error"
+    split: Literal["random", "ordered"] = "random"
+    test_size: float = 0.15
+    val_size: float = 0.1
+    split_seed: int = 0
+    scale_target: bool = True
+    model: Literal["search", "paper-baseline"] = "search"
+    max_epochs: int = 100
+    batch_size: int = 16
+    restore_best: bool = True
+    seed: int = 0
+    conv_blocks: tuple[int, int] = (1, 3)
+    filters: tuple[int, int] = (16, 256)
+    kernel: tuple[int, int] = (2, 5)
+    dense_blocks: tuple[int, int] = (1, 3)
+    units: tuple[int, int] = (32, 512)
+    dropout: tuple[float, float, float] = (0.05, 0.5, 0.05)
+    learning_rates: list[float] = field(default_factory=lambda: [1e-2, 1e-3, 1e-4])
+
+    def __post_init__(self) -> None:
+        if self.max_epochs < 1 or self.batch_size < 1:
+            raise ValueError("max_epochs and batch_size must be >= 1")
+        for key in ("conv_blocks", "filters", "kernel", "dense_blocks", "units"):
+            lo, hi = getattr(self, key)
+            if not 1 <= lo <= hi:
+                raise ValueError(f"{key}: expected [low, high] with 1 <= low <= high, got [{lo}, {hi}]")
+        lo, hi, step = self.dropout
+        if not (0 <= lo <= hi < 1 and step > 0):
+            raise ValueError("dropout: expected [low, high, step] with 0 <= low <= high < 1, step > 0")
+        if not self.learning_rates or any(lr <= 0 for lr in self.learning_rates):
+            raise ValueError("learning_rates: expected a non-empty list of positive numbers")
+        if self.max_length is not None and self.max_length < 1:
+            raise ValueError("max_length must be >= 1")
+
+
+class TgCNN(KerasRegressionObjective):
+    def __init__(self, options: CNNOptions) -> None:
+        self.options = options
+        path = find_data_file(options.data_file)
+        self.table, self.encoder = load_smiles_table(
+            path, options.smiles_column, options.target, options.encoding, options.max_length,
+            options.on_bad_rows, options.name_column,
+        )
+        n = len(self.table.y)
+        tr, va, te = split_indices(n, options.split, options.test_size, options.val_size, options.split_seed)
+        self.split = {"train": tr, "val": va, "test": te}
+        self.inputs = self.encoder.encode(self.table.smiles)
+        self.y_raw = self.table.y
+        if options.scale_target:
+            mean, std = float(self.y_raw[tr].mean()), float(self.y_raw[tr].std()) or 1.0
+        else:
+            mean, std = 0.0, 1.0
+        self.y_scale = (mean, std)
+        self.y = ((self.y_raw - mean) / std).astype(np.float32)
+
+    def describe(self) -> str:
+        sizes = ", ".join(f"{k} {len(v)}" for k, v in self.split.items())
+        shape = "x".join(str(s) for s in self.encoder.shape)
+        return f"{self.table.describe()}; encoding {self.encoder.kind} {shape}; split ({sizes})"
+
+    def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
+        o = self.options
+        if o.model == "paper-baseline":
+            return {}
+        p: dict[str, Any] = {"conv_blocks": trial.suggest_int("conv_blocks", *o.conv_blocks)}
+        for i in range(1, p["conv_blocks"] + 1):
+            p[f"filters_{i}"] = trial.suggest_int(f"filters_{i}", *o.filters, log=o.filters[0] < o.filters[1])
+            p[f"kernel_{i}"] = trial.suggest_int(f"kernel_{i}", *o.kernel)
+        p["dense_blocks"] = trial.suggest_int("dense_blocks", *o.dense_blocks)
+        for i in range(1, p["dense_blocks"] + 1):
+            p[f"units_{i}"] = trial.suggest_int(f"units_{i}", *o.units, log=o.units[0] < o.units[1])
+            p[f"dropout_{i}"] = trial.suggest_float(f"dropout_{i}", o.dropout[0], o.dropout[1], step=o.dropout[2])
+        p["learning_rate"] = trial.suggest_categorical("learning_rate", list(o.learning_rates))
+        return p
+
+    def build(self, params: dict[str, Any]) -> Any:
+        keras = import_keras()
+        L = keras.layers
+        model = keras.Sequential([keras.Input(self.encoder.shape)])
+        if self.options.model == "paper-baseline":
+            for filters in (128, 64):
+                model.add(L.Conv2D(filters, (3, 3), activation="relu"))
+                model.add(L.MaxPool2D((2, 2)))
+                model.add(L.BatchNormalization())
+            model.add(L.Flatten())
+            for units in (128, 64):
+                model.add(L.Dense(units, activation="relu"))
+                model.add(L.Dropout(0.1))
+            model.add(L.Dense(1))
+            model.compile(optimizer=keras.optimizers.Adam(1e-3), loss="mse")
+            return model
+        for i in range(1, int(params["conv_blocks"]) + 1):
+            k = int(params[f"kernel_{i}"])
+            model.add(L.Conv2D(int(params[f"filters_{i}"]), (k, k), activation="relu", padding="same"))
+            model.add(L.MaxPool2D((2, 2), padding="same"))
+            model.add(L.BatchNormalization())
+        model.add(L.Flatten())
+        for i in range(1, int(params["dense_blocks"]) + 1):
+            model.add(L.Dense(int(params[f"units_{i}"]), activation="relu"))
+            model.add(L.Dropout(float(params[f"dropout_{i}"])))
+        model.add(L.Dense(1))
+        model.compile(optimizer=keras.optimizers.Adam(float(params["learning_rate"])), loss="mse")
+        return model
+
+    def predictor_meta(self) -> dict[str, Any]:
+        return {
+            "kind": "smiles",
+            "smiles_column": self.options.smiles_column,
+            "target": self.options.target,
+            "encoder": self.encoder.to_dict(),
+            "y_scaler": {"mean": self.y_scale[0], "scale": self.y_scale[1]},
+            "data": {"file": self.table.path.name, "sha256": self.table.sha256, "rows": int(len(self.table.y))},
+        }
+
+
+def make(options: dict[str, Any]) -> TgCNN:
+    """Factory of ``tg-cnn``: ``options`` is the study file's ``[objective]`` table."""
+    return TgCNN(parse_options(CNNOptions, options))
