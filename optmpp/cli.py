@@ -96,6 +96,31 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return code
 
 
+def cmd_best(args: argparse.Namespace) -> int:
+    from optmpp.best import format_metrics_table, retrain_best
+
+    config, url = _load(args)
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    result = retrain_best(config, url, seeds=args.seeds, out_dir=args.out, log=log)
+    if args.json:
+        print(json.dumps(result.as_dict(), indent=2, default=str))
+    else:
+        print(format_metrics_table(result))
+        if result.out_dir:
+            print(f"\nsaved to {result.out_dir}/: {', '.join(result.files)}")
+            print(f"predict with: optmpp predict {result.out_dir} INPUT.csv -o OUT.csv")
+    return EXIT_OK
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from optmpp.predict import predict_file
+
+    y = predict_file(args.model_dir, args.input, args.output, smiles_column=args.smiles_column)
+    if args.output:
+        _info(args, f"{len(y)} predictions written to {args.output}")
+    return EXIT_OK
+
+
 def cmd_algorithms(args: argparse.Namespace) -> int:
     from optmpp.algorithms import ALGORITHMS
 
@@ -196,6 +221,21 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--threads", type=int, help="threads of this worker (default: all cores)")
     w.add_argument("--index", type=int, help=argparse.SUPPRESS)
     w.set_defaults(func=cmd_worker)
+
+    b = sub.add_parser("best", help="retrain the best trial, print test metrics, save the model")
+    b.add_argument("study", help="study file (TOML)")
+    common(b, storage_help)
+    b.add_argument("--seeds", type=int, default=1, help="retrain with this many seeds (mean ± std)")
+    b.add_argument("--out", help="model directory (default runs/models/<study>)")
+    b.set_defaults(func=cmd_best)
+
+    pr = sub.add_parser("predict", help="predict new inputs with a model saved by `best`")
+    pr.add_argument("model_dir", help="a directory written by `optmpp best`")
+    pr.add_argument("input", help="CSV with the model's input columns (or SMILES column)")
+    pr.add_argument("-o", "--output", help="output CSV (default: standard output)")
+    pr.add_argument("--smiles-column", help="name of the SMILES column, if not the training file's")
+    pr.add_argument("-q", "--quiet", action="store_true")
+    pr.set_defaults(func=cmd_predict)
 
     a = sub.add_parser("algorithms", help="list the algorithms (sampler + pruner)")
     a.add_argument("--json", action="store_true")

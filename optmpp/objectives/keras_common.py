@@ -29,8 +29,21 @@ def import_keras() -> Any:
     ``TF_NUM_INTEROP_THREADS`` (1), applied before TensorFlow starts its thread pools.
     """
     global _CONFIGURED
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")  # no CUDA-probe noise on CPU machines
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    import sys
+
+    if "tensorflow" not in sys.modules and not os.environ.get("OPTMPP_TF_VERBOSE"):
+        # TensorFlow's C++ start-up logs CUDA probes to fd 2 before its log level applies;
+        # on CPU machines that is noise. Python exceptions still propagate.
+        saved, devnull = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, 2)
+        try:
+            import tensorflow as tf
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            os.close(devnull)
     import tensorflow as tf
 
     if not _CONFIGURED:

@@ -162,6 +162,27 @@ class MLPObjective:
         return Evaluation(metrics=metrics, model=model, y_true=y_true, y_pred=y_pred)
 
 
+    def save(self, evaluation: Evaluation, directory: Any) -> dict[str, Any]:
+        """Pickle the fitted model; return what ``optmpp predict`` needs."""
+        import pickle
+        from pathlib import Path
+
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        with open(directory / "model.pkl", "wb") as fh:
+            pickle.dump(evaluation.model, fh)
+        return {
+            "model_file": "model.pkl",
+            "framework": "sklearn",
+            "kind": "tabular",
+            "features": list(self.options.features),
+            "target": self.options.target,
+            "x_scaler": {"mean": self.x_scaler.mean_.tolist(), "scale": self.x_scaler.scale_.tolist()},
+            "y_scaler": {"mean": float(self.y_scaler.mean_[0]), "scale": float(self.y_scaler.scale_[0])},
+            "data": {"file": self.table.path.name, "sha256": self.table.sha256, "rows": int(len(self.table.y))},
+        }
+
+
 def make(options: dict[str, Any]) -> MLPObjective:
     """Factory of ``hdpe-mi-mlp``: ``options`` is the study file's ``[objective]`` table."""
     return MLPObjective(parse_options(MLPOptions, options))

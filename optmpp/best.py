@@ -1,0 +1,212 @@
+"""``optmpp best``: retrain a study's best trial, report test metrics, save a usable model.
+
+The best complete trial is read back from the storage; its parameters are retrained on the
+training + validation parts for the epochs the trial trained (its best epoch when the objective
+restores the best weights), once per seed; the test metrics are reported as mean ± std over
+seeds, in the layout of the paper's Tables 9 and 11. The first seed's model is saved under
+``runs/models/<study>/`` with everything ``optmpp predict`` needs (``optmpp-model.json``), the
+metrics (``metrics.json``, ``metrics.csv``) and a parity plot (``parity.png``).
+
+A study file whose objective is a fixed ``paper-baseline`` model has nothing to tune: ``best``
+trains that model directly, without a storage.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import json
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from optmpp import __version__
+from optmpp.config import ConfigError, StudyConfig
+from optmpp.objectives import make_objective
+
+__all__ = ["BestResult", "retrain_best", "format_metrics_table"]
+
+METRIC_ROWS = [("loss", "Loss (MSE)"), ("mae", "MAE"), ("mape", "MAPE (%)"), ("rmse", "RMSE"), ("r2", "R²")]
+MODEL_CARD = "optmpp-model.json"
+
+
+@dataclass
+class BestResult:
+    study: str
+    trial_number: int | None
+    params: dict[str, Any]
+    epochs: int | None
+    seeds: list[int]
+    per_seed: list[dict[str, float]]
+    mean: dict[str, float]
+    std: dict[str, float]
+    out_dir: Path | None
+    files: list[str] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def as_dict(self) -> dict[str, Any]:
+        d = dict(self.__dict__)
+        d["out_dir"] = str(self.out_dir) if self.out_dir else None
+        return d
+
+
+def _fmt(v: float) -> str:
+    if v != v:  # NaN
+        return "nan"
+    return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
+
+
+def format_metrics_table(result: BestResult, target: str = "units") -> str:
+    """Markdown table: metric x (standardised target, target in its units), mean ± std."""
+    n = len(result.per_seed)
+    head = (
+        f"Test metrics, study {result.study}"
+        + (f", best trial {result.trial_number}" if result.trial_number is not None else " (fixed model)")
+        + f" retrained on train+validation for {result.epochs} epochs, {n} seed(s)"
+    )
+    has_units = any(k.endswith("_units") for k in result.mean)
+    lines = [head, "", "| metric | standardised target |" + (f" {target} |" if has_units else ""),
+             "|---|---|" + ("---|" if has_units else "")]
+    for key, label in METRIC_ROWS:
+        if key not in result.mean:
+            continue
+        cells = [f"{_fmt(result.mean[key])} ± {_fmt(result.std[key])}" if n > 1 else _fmt(result.mean[key])]
+        if has_units:
+            k2 = f"{key}_units"
+            cells.append(f"{_fmt(result.mean[k2])} ± {_fmt(result.std[k2])}" if n > 1 else _fmt(result.mean[k2]))
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def _best_trial(config: StudyConfig, storage_url: str) -> Any:
+    import optuna
+    from optuna.trial import TrialState
+
+    from optmpp.storage import make_storage, redact_url
+
+    storage = make_storage(storage_url, heartbeat_interval=None)
+    try:
+        study = optuna.load_study(study_name=config.name, storage=storage)
+    except KeyError:
+        raise ConfigError(
+            f"{config.path}: no study {config.name!r} in {redact_url(storage_url)}; run it first "
+            f"(optmpp run {config.path})"
+        ) from None
+    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if not complete:
+        raise ConfigError(f"study {config.name!r} has no complete trial yet")
+    pick = min if study.direction.name == "MINIMIZE" else max
+    return pick(complete, key=lambda t: t.value)
+
+
+def _parity_plot(path: Path, y_true: Any, y_pred: Any, title: str, label: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    y_true, y_pred = np.asarray(y_true, float), np.asarray(y_pred, float)
+    fig, ax = plt.subplots(figsize=(5.2, 5))
+    ax.scatter(y_true, y_pred, s=14, alpha=0.7, edgecolors="none")
+    lo, hi = float(min(y_true.min(), y_pred.min())), float(max(y_true.max(), y_pred.max()))
+    ax.plot([lo, hi], [lo, hi], "k--", lw=1, label="y = x")
+    ax.set_xlabel(f"true {label}")
+    ax.set_ylabel(f"predicted {label}")
+    ax.set_title(title, fontsize=9)
+    ax.legend(loc="upper left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def retrain_best(
+    config: StudyConfig,
+    storage_url: str | None,
+    *,
+    seeds: int = 1,
+    out_dir: str | Path | None = None,
+    save: bool = True,
+    log: Callable[[str], None] = print,
+) -> BestResult:
+    """Retrain the best trial of ``config``'s study (or its fixed baseline model)."""
+    if seeds < 1:
+        raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    t0 = time.monotonic()
+    objective = make_objective(config.objective.name, config.objective.options, config.path)
+    evaluate = getattr(objective, "evaluate", None)
+    if evaluate is None:
+        raise ConfigError(f"objective {config.objective.name!r} has no evaluate(params) method")
+    options = getattr(objective, "options", None)
+    fixed = getattr(options, "model", None) == "paper-baseline"
+    if fixed:
+        trial_number, params, epochs = None, {}, getattr(objective, "max_budget", None)
+        log(f"{config.name}: fixed paper-baseline model, nothing to tune; training it directly")
+    else:
+        if storage_url is None:
+            raise ConfigError("a storage URL is needed to read the study")
+        trial = _best_trial(config, storage_url)
+        trial_number, params = trial.number, dict(trial.params)
+        epochs = trial.user_attrs.get("epochs")
+        if getattr(options, "restore_best", False) and trial.user_attrs.get("best_epoch"):
+            epochs = trial.user_attrs["best_epoch"]
+        log(f"{config.name}: best trial {trial_number} (value {trial.value:.6g}), retraining for {epochs} epochs")
+    accepts_epochs = "epochs" in inspect.signature(evaluate).parameters
+    evaluations = []
+    for seed in range(seeds):
+        kwargs = {"epochs": epochs} if accepts_epochs and epochs else {}
+        t = time.monotonic()
+        ev = evaluate(params, seed=seed, **kwargs)
+        evaluations.append(ev)
+        shown = ", ".join(f"{k} {_fmt(v)}" for k, v in ev.metrics.items() if not k.endswith("_units"))
+        log(f"  seed {seed}: {shown} ({time.monotonic() - t:.1f} s)")
+    per_seed = [dict(ev.metrics) for ev in evaluations]
+    keys = list(per_seed[0])
+    mean = {k: statistics.fmean(m[k] for m in per_seed) for k in keys}
+    std = {k: (statistics.stdev(m[k] for m in per_seed) if len(per_seed) > 1 else 0.0) for k in keys}
+    result = BestResult(config.name, trial_number, params, epochs, list(range(seeds)), per_seed, mean, std, None)
+    if save:
+        out = Path(out_dir) if out_dir else Path("runs") / "models" / config.name
+        out.mkdir(parents=True, exist_ok=True)
+        result.out_dir = out
+        first = evaluations[0]
+        card: dict[str, Any] = {"format": "optmpp-model/1"}
+        if hasattr(objective, "save"):
+            card.update(objective.save(first, out))
+        card.update({
+            "study": config.name,
+            "objective": config.objective.name,
+            "objective_options": json.loads(json.dumps(
+                __import__("dataclasses").asdict(options) if options is not None and
+                __import__("dataclasses").is_dataclass(options) else config.objective.options, default=str)),
+            "trial": trial_number,
+            "params": params,
+            "epochs": epochs,
+            "seed_of_saved_model": 0,
+            "test_metrics": first.metrics,
+            "versions": {"optmpp": __version__, "python": platform.python_version()},
+        })
+        (out / MODEL_CARD).write_text(json.dumps(card, indent=2, default=str))
+        (out / "metrics.json").write_text(json.dumps(result.as_dict(), indent=2, default=str))
+        with open(out / "metrics.csv", "w", newline="") as fh:
+            w = csv.writer(fh)
+            w.writerow(["seed", *keys])
+            for seed, m in enumerate(per_seed):
+                w.writerow([seed, *(m[k] for k in keys)])
+            w.writerow(["mean", *(mean[k] for k in keys)])
+            w.writerow(["std", *(std[k] for k in keys)])
+        result.files = [MODEL_CARD, "metrics.json", "metrics.csv"]
+        if "model_file" in card:
+            result.files.insert(0, card["model_file"])
+        if first.y_true is not None and first.y_pred is not None:
+            m = first.metrics
+            r2, rmse = m.get("r2_units", m.get("r2")), m.get("rmse_units", m.get("rmse"))
+            title = f"{config.name}: test R² {r2:.4f}, RMSE {rmse:.4g} (seed 0)"
+            _parity_plot(out / "parity.png", first.y_true, first.y_pred, title, card.get("target", "y"))
+            result.files.append("parity.png")
+    result.seconds = time.monotonic() - t0
+    return result

@@ -1,0 +1,141 @@
+"""``optmpp predict``: a saved model (``optmpp best``) applied to a CSV of new inputs.
+
+Tabular models need the feature columns by name (other columns are passed through); SMILES
+models need the SMILES column and check every molecule against the stored vocabulary and
+maximum length. Any bad row is an error that names it; nothing is silently skipped.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from optmpp.data import DataError, read_csv_rows
+
+__all__ = ["load_model_card", "predict_file"]
+
+
+def load_model_card(model_dir: str | Path) -> dict[str, Any]:
+    d = Path(model_dir)
+    card_path = d / "optmpp-model.json"
+    if not card_path.exists():
+        raise DataError(f"{d}: not a saved optmpp model (no optmpp-model.json); create one with `optmpp best`")
+    card = json.loads(card_path.read_text())
+    if card.get("format") != "optmpp-model/1" or "kind" not in card:
+        raise DataError(f"{card_path}: unknown model format {card.get('format')!r}")
+    return card
+
+
+def _load_model(model_dir: Path, card: dict[str, Any]) -> Any:
+    path = model_dir / card["model_file"]
+    if card.get("framework") == "keras":
+        from optmpp.objectives.keras_common import import_keras
+
+        keras = import_keras()
+        return lambda x: np.asarray(keras.models.load_model(path).predict(x, verbose=0, batch_size=4096)).reshape(-1)
+    if card.get("framework") == "sklearn":
+        import pickle
+
+        with open(path, "rb") as fh:
+            model = pickle.load(fh)  # noqa: S301 - our own file, written by `optmpp best`
+        return lambda x: np.asarray(model.predict(x)).reshape(-1)
+    raise DataError(f"{model_dir}: unknown framework {card.get('framework')!r}")
+
+
+def _tabular_inputs(card: dict[str, Any], header: list[str], rows: list[tuple[int, list[str]]], path: Path) -> np.ndarray:
+    features = card["features"]
+    missing = [c for c in features if c not in header]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(repr(c) for c in missing)} that the model needs; "
+            f"it needs: {', '.join(repr(c) for c in features)}"
+        )
+    idx = [header.index(c) for c in features]
+    X, bad = [], []
+    for line, row in rows:
+        values = []
+        for col, i in zip(features, idx):
+            cell = row[i].strip() if i < len(row) else ""
+            try:
+                v = float(cell)
+                if not np.isfinite(v):
+                    raise ValueError
+                values.append(v)
+            except ValueError:
+                bad.append(f"line {line}: {'missing' if not cell else f'non-numeric {cell!r}'} value in {col!r}")
+                break
+        else:
+            X.append(values)
+    if bad:
+        raise DataError(f"{path}: {len(bad)} bad row(s): " + "; ".join(bad[:10]))
+    X = np.asarray(X, dtype=float)
+    mean, scale = np.asarray(card["x_scaler"]["mean"]), np.asarray(card["x_scaler"]["scale"])
+    return ((X - mean) / scale).astype(np.float32)
+
+
+def _smiles_inputs(card: dict[str, Any], header: list[str], rows: list[tuple[int, list[str]]], path: Path, smiles_column: str | None) -> np.ndarray:
+    from optmpp.data.smiles import SmilesEncoder, clean_smiles
+
+    column = smiles_column or card["smiles_column"]
+    if column not in header:
+        raise DataError(
+            f"{path}: missing SMILES column {column!r}; the file has: {', '.join(repr(h) for h in header)} "
+            "(choose one with --smiles-column)"
+        )
+    encoder = SmilesEncoder.from_dict(card["encoder"])
+    i = header.index(column)
+    smiles, bad = [], []
+    for line, row in rows:
+        raw = row[i] if i < len(row) else ""
+        s = raw if encoder.kind == "paper" else clean_smiles(raw)
+        problem = "missing SMILES" if not clean_smiles(raw) else encoder.problem(s)
+        if problem:
+            bad.append(f"line {line}: {problem}")
+        smiles.append(s)
+    if bad:
+        raise DataError(f"{path}: {len(bad)} molecule(s) the model cannot read: " + "; ".join(bad[:10]))
+    return encoder.encode(smiles)
+
+
+def predict_file(
+    model_dir: str | Path, input_csv: str | Path, output_csv: str | Path | None = None, smiles_column: str | None = None
+) -> np.ndarray:
+    """Predict every row of ``input_csv``; write the rows plus ``predicted_<target>``.
+
+    Writes to ``output_csv``, or to standard output when it is None. Returns the predictions.
+    """
+    model_dir, input_csv = Path(model_dir), Path(input_csv)
+    card = load_model_card(model_dir)
+    if not input_csv.exists():
+        raise DataError(f"{input_csv}: no such file")
+    header, rows = read_csv_rows(input_csv)
+    if not rows:
+        raise DataError(f"{input_csv}: no data row")
+    if card["kind"] == "tabular":
+        x = _tabular_inputs(card, header, rows, input_csv)
+    elif card["kind"] == "smiles":
+        x = _smiles_inputs(card, header, rows, input_csv, smiles_column)
+    else:
+        raise DataError(f"{model_dir}: unknown model kind {card['kind']!r}")
+    pred = _load_model(model_dir, card)(x)
+    y = pred * float(card["y_scaler"]["scale"]) + float(card["y_scaler"]["mean"])
+    target = f"predicted_{card['target']}"
+    buf = io.StringIO() if output_csv is None else None
+    fh = open(output_csv, "w", newline="") if output_csv is not None else buf
+    try:
+        w = csv.writer(fh)
+        w.writerow([*header, target])
+        for (line, row), value in zip(rows, y):
+            w.writerow([*row[: len(header)], *[""] * (len(header) - len(row)), f"{value:.6g}"])
+    finally:
+        if output_csv is not None:
+            fh.close()
+    if buf is not None:
+        sys.stdout.write(buf.getvalue())
+    return y
