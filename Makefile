@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
-STUDY ?= studies/default.toml
+STUDY ?= studies/hdpe-mi-hyperband.toml
 WORKERS ?= 2
 
 # The shared data directory beside the project, when there is one.
@@ -21,8 +21,12 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Fetches the data first when the data directory lacks it (checksum-verified), tunes the study
+# with $(WORKERS) workers on the embedded SQLite storage, then retrains and tests the best model.
 run: $(STAMP)
+	$(BIN)/optmpp data fetch -q
 	$(BIN)/optmpp run $(STUDY) --workers $(WORKERS)
+	$(BIN)/optmpp best $(STUDY)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest tests

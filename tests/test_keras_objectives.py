@@ -1,0 +1,150 @@
+"""The paper's two objectives end to end: run (2 workers, SQLite), best, predict."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import optuna
+import pytest
+from conftest import ROOT, cli_env, optmpp_cmd
+
+pytestmark = pytest.mark.slow
+
+
+def cli(*args: str, cwd: Path = ROOT, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run([*optmpp_cmd(), *args], capture_output=True, text=True, env=cli_env(), cwd=cwd, timeout=timeout)
+
+
+def read_csv(path: Path) -> list[dict[str, str]]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_hdpe_dnn_run_best_predict(tmp_path: Path, real_data: Path) -> None:
+    study = tmp_path / "mi.toml"
+    study.write_text(
+        'name = "mi"\nn_trials = 6\nworkers = 2\n[algorithm]\nname = "hyperband"\n'
+        '[objective]\nname = "hdpe-mi-dnn"\nmax_epochs = 3\nbatch_size = 128\nunits = [32, 64, 32]\n'
+    )
+    url = f"sqlite:///{tmp_path}/runs.db"
+    out = cli("run", str(study), "--storage", url, "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout)
+    assert summary["counts"]["finished"] == 6 and summary["counts"]["fail"] == 0
+    s = optuna.load_study(study_name="mi", storage=url)
+    for t in s.trials:
+        assert 1 <= t.user_attrs["epochs"] <= 3 and t.user_attrs["wall_time_s"] > 0
+        assert set(t.params) >= {"units_1", "alpha_1", "dropout_1", "num_layers", "learning_rate"}
+        assert t.params["learning_rate"] in (1e-2, 1e-3, 1e-4)
+        assert t.params["units_1"] % 32 == 0
+    models = tmp_path / "models"
+    out = cli("best", str(study), "--storage", url, "--out", str(models), "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    best = json.loads(out.stdout)
+    assert best["trial_number"] == s.best_trial.number
+    assert 0.5 < best["mean"]["r2"] <= 1.0  # 3 epochs already explain most of the variance
+    assert {"loss", "mae", "mape", "rmse", "r2", "rmse_units", "r2_units"} <= set(best["mean"])
+    for f in ("model.keras", "optmpp-model.json", "metrics.csv", "parity.png"):
+        assert (models / f).stat().st_size > 0
+    assert (models / "parity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    card = json.loads((models / "optmpp-model.json").read_text())
+    assert card["data"]["sha256"] == "e3f15f33bc5acc509d2d5df20adb446d2677e87cb2d95eeeeafd02dbf96bc2f2"
+
+    # predict new process conditions; compare with the standard Keras model file loaded by hand
+    src = real_data / "HDPE_LG_Plant_Data.csv"
+    lines = src.read_text().splitlines()
+    new = tmp_path / "new.csv"
+    new.write_text("\n".join(lines[:21]) + "\n")
+    pred_csv = tmp_path / "pred.csv"
+    out = cli("predict", str(models), str(new), "-o", str(pred_csv))
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = read_csv(pred_csv)
+    assert len(rows) == 20
+    pred = np.array([float(r["predicted_MI_Plant"]) for r in rows])
+    import keras
+
+    model = keras.models.load_model(models / "model.keras")
+    X = np.array([[float(r[c]) for c in card["features"]] for r in rows])
+    xs = (X - np.array(card["x_scaler"]["mean"])) / np.array(card["x_scaler"]["scale"])
+    direct = model.predict(xs.astype(np.float32), verbose=0).ravel() * card["y_scaler"]["scale"] + card["y_scaler"]["mean"]
+    np.testing.assert_allclose(pred, direct, rtol=1e-4)
+    true = np.array([float(r["MI_Plant"]) for r in rows])
+    assert np.mean(np.abs(pred - true)) < 5.0  # MI spans 0.13-19.8 with a std of 5.0
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("C2,H2\n1,2\n")
+    out = cli("predict", str(models), str(bad))
+    assert out.returncode == 2 and "missing column(s) 'CAT'" in out.stderr
+
+
+def test_tg_cnn_run_best_predict(tmp_path: Path, real_data: Path) -> None:
+    study = tmp_path / "tg.toml"
+    study.write_text(
+        'name = "tg"\nn_trials = 4\nworkers = 2\n[algorithm]\nname = "bohb"\n'
+        '[objective]\nname = "tg-cnn"\nmax_epochs = 3\nbatch_size = 32\n'
+        'conv_blocks = [1, 2]\nfilters = [8, 16]\ndense_blocks = [1, 1]\nunits = [16, 32]\n'
+    )
+    url = f"sqlite:///{tmp_path}/runs.db"
+    out = cli("run", str(study), "--storage", url, "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout)["counts"]["finished"] == 4
+    models = tmp_path / "models"
+    out = cli("best", str(study), "--storage", url, "--out", str(models), "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    best = json.loads(out.stdout)
+    assert 0 < best["mean"]["rmse_units"] < 200  # K; Tg spans 178-538 K
+    card = json.loads((models / "optmpp-model.json").read_text())
+    assert card["kind"] == "smiles" and card["encoder"]["kind"] == "tokens"
+    assert "Cl" in card["encoder"]["vocabulary"]
+
+    new = tmp_path / "new.csv"
+    new.write_text("Polymer,SMILES Structure\npolystyrene,C=Cc1ccccc1\nPVC,C=CCl\n")
+    out = cli("predict", str(models), str(new))
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = list(csv.DictReader(out.stdout.splitlines()))
+    assert [r["Polymer"] for r in rows] == ["polystyrene", "PVC"]
+    assert all(100 < float(r["predicted_Tg"]) < 700 for r in rows)
+
+    bad = tmp_path / "bad.csv"
+    bad.write_text("name,smiles\nx,C=C[Si](C)C\ny,CCO\n")
+    out = cli("predict", str(models), str(bad), "--smiles-column", "smiles")
+    assert out.returncode == 2
+    assert "line 2: SMILES 'C=C[Si](C)C': token '[Si]' is not in the model's vocabulary" in out.stderr
+
+
+def test_users_bring_their_own_csv(tmp_path: Path) -> None:
+    """Both objectives on CSV files the test writes: other columns, longer SMILES."""
+    from optmpp.objectives import make_objective
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(300, 3))
+    y = 2 * X[:, 0] - X[:, 1] ** 2 + 0.1 * rng.normal(size=300)
+    proc = tmp_path / "process.csv"
+    proc.write_text("temp,press,flow,quality\n" + "\n".join(f"{a},{b},{c},{d}" for (a, b, c), d in zip(X, y)) + "\n")
+    dnn = make_objective("hdpe-mi-dnn", {"data_file": str(proc), "features": ["temp", "press", "flow"],
+                                         "target": "quality", "max_epochs": 4, "split": "ordered"})
+    study = optuna.create_study()
+    study.optimize(dnn, n_trials=2)
+    assert all(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials)
+    ev = dnn.evaluate(study.best_params, epochs=4)
+    assert ev.metrics["r2"] > 0.3
+
+    # a few polymers with SMILES longer than the paper's 65 characters
+    smiles = [("C" * k) + "(O)" + ("c1ccccc1" * (k % 3)) + "Cl" * (k % 2) for k in range(20, 80)]
+    prop = [300 + 2 * s.count("c") - 3 * s.count("Cl") + len(s) for s in smiles]
+    mol = tmp_path / "mols.csv"
+    mol.write_text("id,smi,Tm\n" + "\n".join(f"m{i},{s},{p}" for i, (s, p) in enumerate(zip(smiles, prop))) + "\n")
+    assert max(len(s) for s in smiles) > 65
+    cnn = make_objective("tg-cnn", {"data_file": str(mol), "smiles_column": "smi", "target": "Tm", "name_column": "id",
+                                    "max_epochs": 2, "batch_size": 8, "filters": [4, 8], "units": [8, 16],
+                                    "conv_blocks": [1, 1], "dense_blocks": [1, 1]})
+    assert cnn.encoder.max_length >= 80
+    study = optuna.create_study()
+    study.optimize(cnn, n_trials=1)
+    assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
+    with pytest.raises(Exception, match="more than the model's maximum of 65"):
+        make_objective("tg-cnn", {"data_file": str(mol), "smiles_column": "smi", "target": "Tm", "encoding": "paper"})
