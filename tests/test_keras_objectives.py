@@ -148,3 +148,28 @@ def test_users_bring_their_own_csv(tmp_path: Path) -> None:
     assert study.trials[0].state == optuna.trial.TrialState.COMPLETE
     with pytest.raises(Exception, match="more than the model's maximum of 65"):
         make_objective("tg-cnn", {"data_file": str(mol), "smiles_column": "smi", "target": "Tm", "encoding": "paper"})
+
+
+def test_fast_dense_trainer_matches_the_saved_keras_model(real_data: Path) -> None:
+    """The fast training path and the standard Keras model it saves agree."""
+    from optmpp.objectives import make_objective
+
+    obj = make_objective("hdpe-mi-dnn", {"max_epochs": 3})
+    params = {"units_1": 64, "alpha_1": 0.1, "dropout_1": 0.2, "num_layers": 2, "units_hid_1": 32,
+              "alpha_hid_1": 0.3, "dropout_hid_1": 0.1, "units_hid_2": 96, "alpha_hid_2": 0.05,
+              "dropout_hid_2": 0.5, "learning_rate": 1e-3}
+    ev = obj.evaluate(params, seed=1, epochs=3)
+    assert ev.extra["max_abs_diff_fast_vs_keras"] < 1e-4
+    assert len(ev.extra["train_loss"]) == 3 and ev.extra["train_loss"][-1] < ev.extra["train_loss"][0]
+    # the validation loss the trial reports is the saved model's MSE on the validation part
+    trainer = obj._trainer("tune")
+    net = obj._net(params)
+    history = trainer.train(net, 2, seed=5)
+    model = net.to_keras(obj.inputs.shape[1])
+    va = obj.split["val"]
+    keras_val = float(np.mean((model.predict(obj.inputs[va], verbose=0).ravel() - obj.y[va]) ** 2))
+    assert keras_val == pytest.approx(history["val_loss"][-1], rel=1e-4)
+    # a second trial of the same depth reuses the traced function
+    traces = trainer.traces
+    trainer.train(obj._net({**params, "units_1": 256, "units_hid_1": 512}), 1, seed=6)
+    assert trainer.traces == traces

@@ -47,6 +47,7 @@ class DNNOptions:
     val_size: float = 0.2
     split_seed: int = 0
     model: Literal["search", "paper-baseline"] = "search"
+    trainer: Literal["fast", "keras"] = "fast"
     max_epochs: int = 27
     batch_size: int = 64
     restore_best: bool = False
@@ -111,6 +112,82 @@ class HDPEDNN(KerasRegressionObjective):
             block(f"hid_{i}")
         p["learning_rate"] = trial.suggest_categorical("learning_rate", list(o.learning_rates))
         return p
+
+    # ---- the fast path (see optmpp.objectives.fast_dense) ----------------------------
+
+    def _use_fast(self) -> bool:
+        return self.options.trainer == "fast" and self.options.model == "search"
+
+    def _net(self, params: dict[str, Any]) -> Any:
+        from optmpp.objectives.fast_dense import DenseNet
+
+        suffixes = ["1"] + [f"hid_{i}" for i in range(1, int(params["num_layers"]) + 1)]
+        return DenseNet(
+            units=[int(params[f"units_{s}"]) for s in suffixes],
+            alphas=[float(params[f"alpha_{s}"]) for s in suffixes],
+            dropouts=[float(params[f"dropout_{s}"]) for s in suffixes],
+            learning_rate=float(params["learning_rate"]),
+        )
+
+    def _trainer(self, which: str) -> Any:
+        from optmpp.objectives.fast_dense import FastDenseTrainer
+
+        cache = self.__dict__.setdefault("_trainers", {})
+        if which not in cache:
+            if which == "tune":
+                tr, va = self.split["train"], self.split["val"]
+                cache[which] = FastDenseTrainer(self.inputs[tr], self.y[tr], self.inputs[va], self.y[va], self.options.batch_size)
+            else:
+                fit = np.concatenate([self.split["train"], self.split["val"]])
+                cache[which] = FastDenseTrainer(self.inputs[fit], self.y[fit], None, None, self.options.batch_size)
+        return cache[which]
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        if not self._use_fast():
+            return super().__call__(trial)
+        import optuna
+
+        params = self.suggest(trial)
+        net = self._net(params)
+        history: dict[str, Any] = {"epochs": 0, "best_epoch": 0}
+
+        def on_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
+            history["epochs"] = epoch
+            if not np.isfinite(val_loss):
+                raise FloatingPointError(f"validation loss is {val_loss} at epoch {epoch}")
+            trial.report(val_loss, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch} (val loss {val_loss:.5g})")
+
+        try:
+            result = self._trainer("tune").train(
+                net, self.options.max_epochs, self.options.seed + trial.number, on_epoch, self.options.restore_best
+            )
+        finally:
+            trial.set_user_attr("epochs", history["epochs"])
+        trial.set_user_attr("best_epoch", result["best_epoch"])
+        return result["best_val"] if self.options.restore_best else result["val_loss"][-1]
+
+    def evaluate(self, params: dict[str, Any], seed: int = 0, epochs: int | None = None) -> Any:
+        if not self._use_fast():
+            return super().evaluate(params, seed=seed, epochs=epochs)
+        from optmpp.objectives.base import Evaluation, regression_metrics
+
+        net = self._net(params)
+        result = self._trainer("final").train(net, epochs or self.options.max_epochs, self.options.seed + seed)
+        test = self.split["test"]
+        model = net.to_keras(self.inputs.shape[1])
+        pred = np.asarray(model.predict(self.inputs[test], verbose=0, batch_size=4096)).reshape(-1)
+        metrics = regression_metrics(self.y[test], pred)
+        mean, std = self.y_scale
+        y_pred, y_true = pred * std + mean, self.y_raw[test]
+        metrics.update({f"{k}_units": v for k, v in regression_metrics(y_true, y_pred).items()})
+        fast_pred = self._trainer("final").predict(net, self.inputs[test])
+        return Evaluation(
+            metrics=metrics, model=model, y_true=y_true, y_pred=y_pred,
+            extra={"train_loss": result["train_loss"], "epochs": result["epochs"],
+                   "max_abs_diff_fast_vs_keras": float(np.max(np.abs(fast_pred - pred)))},
+        )
 
     def build(self, params: dict[str, Any]) -> Any:
         keras = import_keras()
