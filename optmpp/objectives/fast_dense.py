@@ -52,7 +52,7 @@ class DenseNet:
             self.weights.append(np.zeros(fan_out, dtype=np.float32))
 
     def to_keras(self, n_inputs: int) -> Any:
-        """The same network as a standard, compiled Keras model carrying these weights."""
+        """The same network as a standard Keras model carrying these weights (not compiled)."""
         keras = import_keras()
         layers = keras.layers
         model = keras.Sequential([keras.Input((n_inputs,))])
@@ -61,7 +61,7 @@ class DenseNet:
             model.add(layers.LeakyReLU(negative_slope=float(a)))
             model.add(layers.Dropout(float(d)))
         model.add(layers.Dense(1))
-        model.compile(optimizer=keras.optimizers.Adam(float(self.learning_rate)), loss="mse")
+        # not compiled: the file then holds no untrained optimizer state (compile it to train on)
         model.set_weights([np.asarray(w) for w in self.weights])
         return model
 
