@@ -163,13 +163,34 @@ def test_fast_dense_trainer_matches_the_saved_keras_model(real_data: Path) -> No
     assert len(ev.extra["train_loss"]) == 3 and ev.extra["train_loss"][-1] < ev.extra["train_loss"][0]
     # the validation loss the trial reports is the saved model's MSE on the validation part
     trainer = obj._trainer("tune")
-    net = obj._net(params)
+    net = obj.fast_net(params)
     history = trainer.train(net, 2, seed=5)
-    model = net.to_keras(obj.inputs.shape[1])
+    model = net.to_keras(obj.inputs.shape[1:])
     va = obj.split["val"]
     keras_val = float(np.mean((model.predict(obj.inputs[va], verbose=0).ravel() - obj.y[va]) ** 2))
     assert keras_val == pytest.approx(history["val_loss"][-1], rel=1e-4)
     # a second trial of the same depth reuses the traced function
     traces = trainer.traces
-    trainer.train(obj._net({**params, "units_1": 256, "units_hid_1": 512}), 1, seed=6)
+    trainer.train(obj.fast_net({**params, "units_1": 256, "units_hid_1": 512}), 1, seed=6)
     assert trainer.traces == traces
+
+
+def test_fast_cnn_trainer_matches_the_saved_keras_model(real_data: Path) -> None:
+    from optmpp.objectives import make_objective
+
+    obj = make_objective("tg-cnn", {"max_epochs": 2, "batch_size": 32})
+    params = {"conv_blocks": 2, "filters_1": 8, "kernel_1": 3, "filters_2": 12, "kernel_2": 2,
+              "dense_blocks": 2, "units_1": 32, "dropout_1": 0.2, "units_2": 16, "dropout_2": 0.1,
+              "learning_rate": 1e-3}
+    ev = obj.evaluate(params, seed=0, epochs=2)
+    assert ev.extra["max_abs_diff_fast_vs_keras"] < 1e-3  # standardised Tg
+    trainer = obj._trainer("tune")
+    net = obj.fast_net(params)
+    history = trainer.train(net, 2, seed=3, restore_best=True)
+    model = net.to_keras(obj.inputs.shape[1:])
+    va = obj.split["val"]
+    keras_val = float(np.mean((model.predict(obj.inputs[va], verbose=0).ravel() - obj.y[va]) ** 2))
+    assert keras_val == pytest.approx(history["best_val"], rel=1e-3)
+    traces = trainer.traces
+    trainer.train(obj.fast_net({**params, "filters_1": 30, "kernel_1": 5, "units_1": 64}), 1, seed=4)
+    assert trainer.traces == traces  # same family (2 conv, 2 dense blocks): no new trace

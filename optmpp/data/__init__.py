@@ -177,6 +177,16 @@ def read_csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
     return header, rows
 
 
+def raise_bad_rows(path: Path, bad: Sequence[tuple[int, str]]) -> None:
+    """Raise the error that names the bad rows (line: problem), the first ten of them."""
+    shown = "; ".join(f"line {ln}: {p}" for ln, p in bad[:10])
+    more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
+    raise DataError(
+        f"{path}: {len(bad)} bad row(s): {shown}{more}. "
+        "Fix the file, or set on_bad_rows = \"drop\" in the study file's [objective] table."
+    )
+
+
 def load_numeric_table(
     path: Path, features: Sequence[str], target: str, on_bad_rows: str = "error"
 ) -> Table:
@@ -218,12 +228,7 @@ def load_numeric_table(
         values.append(parsed)
         lines.append(line)
     if bad and on_bad_rows != "drop":
-        shown = "; ".join(f"line {ln}: {p}" for ln, p in bad[:10])
-        more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
-        raise DataError(
-            f"{path}: {len(bad)} bad row(s): {shown}{more}. "
-            "Fix the file, or set on_bad_rows = \"drop\" in the study file's [objective] table."
-        )
+        raise_bad_rows(path, bad)
     if not values:
         raise DataError(f"{path}: no valid row")
     arr = np.asarray(values, dtype=float)

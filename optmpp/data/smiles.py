@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from optmpp.data import DataError, read_csv_rows, sha256_of
+from optmpp.data import DataError, raise_bad_rows, read_csv_rows, sha256_of
 
 __all__ = [
     "PAPER_MAX_LENGTH",
@@ -245,12 +245,7 @@ def load_smiles_table(
             kept.append(item)
     bad.sort()
     if bad and on_bad_rows != "drop":
-        shown = "; ".join(f"line {ln}: {p}" for ln, p in bad[:10])
-        more = f" (and {len(bad) - 10} more)" if len(bad) > 10 else ""
-        raise DataError(
-            f"{path}: {len(bad)} bad row(s): {shown}{more}. "
-            "Fix the file, or set on_bad_rows = \"drop\" in the study file's [objective] table."
-        )
+        raise_bad_rows(path, bad)
     if not kept:
         raise DataError(f"{path}: no valid row")
     table = SmilesTable(

@@ -25,27 +25,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-import numpy as np
 
-from optmpp.data import find_data_file, load_numeric_table, split_indices
 from optmpp.objectives.base import parse_options
 from optmpp.objectives.keras_common import KerasRegressionObjective, import_keras
-from optmpp.objectives.sklearn_mlp import HDPE_FEATURES
+from optmpp.objectives.tabular import TabularData, TabularDataOptions
 
 if TYPE_CHECKING:
     import optuna
 
 
 @dataclass(frozen=True)
-class DNNOptions:
-    data_file: str = "HDPE_LG_Plant_Data.csv"
-    features: list[str] = field(default_factory=lambda: list(HDPE_FEATURES))
-    target: str = "MI_Plant"
-    on_bad_rows: Literal["error", "drop"] = "error"
-    split: Literal["random", "ordered"] = "random"
-    test_size: float = 0.25
-    val_size: float = 0.2
-    split_seed: int = 0
+class DNNOptions(TabularDataOptions):
     model: Literal["search", "paper-baseline"] = "search"
     trainer: Literal["fast", "keras"] = "fast"
     max_epochs: int = 27
@@ -59,10 +49,7 @@ class DNNOptions:
     learning_rates: list[float] = field(default_factory=lambda: [1e-2, 1e-3, 1e-4])
 
     def __post_init__(self) -> None:
-        if not self.features:
-            raise ValueError("features: at least one column is needed")
-        if self.max_epochs < 1 or self.batch_size < 1:
-            raise ValueError("max_epochs and batch_size must be >= 1")
+        super().__post_init__()
         for key in ("units", "alpha", "dropout"):
             lo, hi, step = getattr(self, key)
             if not (0 < lo <= hi and step > 0):
@@ -77,23 +64,13 @@ class DNNOptions:
 
 class HDPEDNN(KerasRegressionObjective):
     def __init__(self, options: DNNOptions) -> None:
-        from sklearn.preprocessing import StandardScaler
-
         self.options = options
-        path = find_data_file(options.data_file)
-        self.table = load_numeric_table(path, options.features, options.target, options.on_bad_rows)
-        tr, va, te = split_indices(len(self.table.y), options.split, options.test_size, options.val_size, options.split_seed)
-        self.split = {"train": tr, "val": va, "test": te}
-        self.x_scaler = StandardScaler().fit(self.table.X[tr])
-        self.y_scaler = StandardScaler().fit(self.table.y[tr].reshape(-1, 1))
-        self.inputs = self.x_scaler.transform(self.table.X).astype(np.float32)
-        self.y = self.y_scaler.transform(self.table.y.reshape(-1, 1)).ravel().astype(np.float32)
-        self.y_raw = self.table.y
-        self.y_scale = (float(self.y_scaler.mean_[0]), float(self.y_scaler.scale_[0]))
+        self.data = TabularData(options)
+        self.table, self.split = self.data.table, self.data.split
+        self.inputs, self.y, self.y_raw, self.y_scale = self.data.inputs, self.data.y, self.data.y_raw, self.data.y_scale
 
     def describe(self) -> str:
-        sizes = ", ".join(f"{k} {len(v)}" for k, v in self.split.items())
-        return f"{self.table.describe()}; split {self.options.split} ({sizes})"
+        return self.data.describe()
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         o = self.options
@@ -113,80 +90,17 @@ class HDPEDNN(KerasRegressionObjective):
         p["learning_rate"] = trial.suggest_categorical("learning_rate", list(o.learning_rates))
         return p
 
-    # ---- the fast path (see optmpp.objectives.fast_dense) ----------------------------
+    def fast_net(self, params: dict[str, Any]) -> Any:
+        from optmpp.objectives.fast_train import DenseNet
 
-    def _use_fast(self) -> bool:
-        return self.options.trainer == "fast" and self.options.model == "search"
-
-    def _net(self, params: dict[str, Any]) -> Any:
-        from optmpp.objectives.fast_dense import DenseNet
-
+        if self.options.trainer != "fast" or self.options.model != "search":
+            return None
         suffixes = ["1"] + [f"hid_{i}" for i in range(1, int(params["num_layers"]) + 1)]
         return DenseNet(
             units=[int(params[f"units_{s}"]) for s in suffixes],
             alphas=[float(params[f"alpha_{s}"]) for s in suffixes],
             dropouts=[float(params[f"dropout_{s}"]) for s in suffixes],
             learning_rate=float(params["learning_rate"]),
-        )
-
-    def _trainer(self, which: str) -> Any:
-        from optmpp.objectives.fast_dense import FastDenseTrainer
-
-        cache = self.__dict__.setdefault("_trainers", {})
-        if which not in cache:
-            if which == "tune":
-                tr, va = self.split["train"], self.split["val"]
-                cache[which] = FastDenseTrainer(self.inputs[tr], self.y[tr], self.inputs[va], self.y[va], self.options.batch_size)
-            else:
-                fit = np.concatenate([self.split["train"], self.split["val"]])
-                cache[which] = FastDenseTrainer(self.inputs[fit], self.y[fit], None, None, self.options.batch_size)
-        return cache[which]
-
-    def __call__(self, trial: optuna.Trial) -> float:
-        if not self._use_fast():
-            return super().__call__(trial)
-        import optuna
-
-        params = self.suggest(trial)
-        net = self._net(params)
-        history: dict[str, Any] = {"epochs": 0, "best_epoch": 0}
-
-        def on_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
-            history["epochs"] = epoch
-            if not np.isfinite(val_loss):
-                raise FloatingPointError(f"validation loss is {val_loss} at epoch {epoch}")
-            trial.report(val_loss, epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after epoch {epoch} (val loss {val_loss:.5g})")
-
-        try:
-            result = self._trainer("tune").train(
-                net, self.options.max_epochs, self.options.seed + trial.number, on_epoch, self.options.restore_best
-            )
-        finally:
-            trial.set_user_attr("epochs", history["epochs"])
-        trial.set_user_attr("best_epoch", result["best_epoch"])
-        return result["best_val"] if self.options.restore_best else result["val_loss"][-1]
-
-    def evaluate(self, params: dict[str, Any], seed: int = 0, epochs: int | None = None) -> Any:
-        if not self._use_fast():
-            return super().evaluate(params, seed=seed, epochs=epochs)
-        from optmpp.objectives.base import Evaluation, regression_metrics
-
-        net = self._net(params)
-        result = self._trainer("final").train(net, epochs or self.options.max_epochs, self.options.seed + seed)
-        test = self.split["test"]
-        model = net.to_keras(self.inputs.shape[1])
-        pred = np.asarray(model.predict(self.inputs[test], verbose=0, batch_size=4096)).reshape(-1)
-        metrics = regression_metrics(self.y[test], pred)
-        mean, std = self.y_scale
-        y_pred, y_true = pred * std + mean, self.y_raw[test]
-        metrics.update({f"{k}_units": v for k, v in regression_metrics(y_true, y_pred).items()})
-        fast_pred = self._trainer("final").predict(net, self.inputs[test])
-        return Evaluation(
-            metrics=metrics, model=model, y_true=y_true, y_pred=y_pred,
-            extra={"train_loss": result["train_loss"], "epochs": result["epochs"],
-                   "max_abs_diff_fast_vs_keras": float(np.max(np.abs(fast_pred - pred)))},
         )
 
     def build(self, params: dict[str, Any]) -> Any:
@@ -212,14 +126,7 @@ class HDPEDNN(KerasRegressionObjective):
         return model
 
     def predictor_meta(self) -> dict[str, Any]:
-        return {
-            "kind": "tabular",
-            "features": list(self.options.features),
-            "target": self.options.target,
-            "x_scaler": {"mean": self.x_scaler.mean_.tolist(), "scale": self.x_scaler.scale_.tolist()},
-            "y_scaler": {"mean": self.y_scale[0], "scale": self.y_scale[1]},
-            "data": {"file": self.table.path.name, "sha256": self.table.sha256, "rows": int(len(self.table.y))},
-        }
+        return self.data.predictor_meta()
 
 
 def make(options: dict[str, Any]) -> HDPEDNN:

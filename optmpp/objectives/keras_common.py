@@ -48,6 +48,10 @@ def import_keras() -> Any:
 
     if not _CONFIGURED:
         _CONFIGURED = True
+        if not os.environ.get("OPTMPP_TF_VERBOSE"):
+            import logging
+
+            tf.get_logger().setLevel(logging.ERROR)  # e.g. retracing notes about our per-family functions
         intra = int(os.environ.get("TF_NUM_INTRAOP_THREADS", "0") or 0)
         inter = int(os.environ.get("TF_NUM_INTEROP_THREADS", "0") or 0)
         try:
@@ -183,8 +187,52 @@ class KerasRegressionObjective:
         keras.utils.set_random_seed(seed)
         return keras
 
+    def fast_net(self, params: dict[str, Any]) -> Any:
+        """The :mod:`optmpp.objectives.fast_train` net for ``params``, or None for Keras ``fit``."""
+        return None
+
+    def _trainer(self, which: str) -> Any:
+        """The worker's fast trainer on train/validation ("tune") or train+validation ("final")."""
+        from optmpp.objectives.fast_train import FastTrainer
+
+        cache = self.__dict__.setdefault("_trainers", {})
+        if which not in cache:
+            tr, va = self.split["train"], self.split["val"]
+            if which == "tune":
+                cache[which] = FastTrainer(self.inputs[tr], self.y[tr], self.inputs[va], self.y[va], self.options.batch_size)
+            else:
+                fit = np.concatenate([tr, va])
+                cache[which] = FastTrainer(self.inputs[fit], self.y[fit], None, None, self.options.batch_size)
+        return cache[which]
+
     def __call__(self, trial: optuna.Trial) -> float:
+        import optuna
+
         params = self.suggest(trial)
+        net = self.fast_net(params)
+        if net is None:
+            return self._call_keras(trial, params)
+        epochs_done = 0
+
+        def on_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
+            nonlocal epochs_done
+            epochs_done = epoch
+            if not math.isfinite(val_loss):
+                raise FloatingPointError(f"validation loss is {val_loss} at epoch {epoch}")
+            trial.report(val_loss, epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {epoch} (val loss {val_loss:.5g})")
+
+        try:
+            result = self._trainer("tune").train(
+                net, self.options.max_epochs, self.options.seed + trial.number, on_epoch, self.options.restore_best
+            )
+        finally:
+            trial.set_user_attr("epochs", epochs_done)
+        trial.set_user_attr("best_epoch", result["best_epoch"])
+        return result["best_val"] if self.options.restore_best else result["val_loss"][-1]
+
+    def _call_keras(self, trial: optuna.Trial, params: dict[str, Any]) -> float:
         self._fresh(self.options.seed + trial.number)
         model = self.build(params)
         tr, va = self.split["train"], self.split["val"]
@@ -205,30 +253,32 @@ class KerasRegressionObjective:
         """Retrain on train + validation for ``epochs`` (default: max) and score the test part."""
         from optmpp.objectives.base import Evaluation, regression_metrics
 
-        self._fresh(self.options.seed + seed)
-        model = self.build(params)
+        epochs = epochs or self.options.max_epochs
         fit_idx = np.concatenate([self.split["train"], self.split["val"]])
-        result = train_epochs(
-            model,
-            self.inputs[fit_idx],
-            self.y[fit_idx],
-            epochs=epochs or self.options.max_epochs,
-            batch_size=self.options.batch_size,
-        )
+        net = self.fast_net(params)
+        extra: dict[str, Any] = {}
+        if net is None:
+            self._fresh(self.options.seed + seed)
+            model = self.build(params)
+            result = train_epochs(model, self.inputs[fit_idx], self.y[fit_idx], epochs=epochs,
+                                  batch_size=self.options.batch_size)
+            extra.update(train_loss=result.train_loss, epochs=result.epochs, seconds=result.seconds)
+        else:
+            trainer = self._trainer("final")
+            history = trainer.train(net, epochs, self.options.seed + seed)
+            model = net.to_keras(self.inputs.shape[1:])
+            extra.update(train_loss=history["train_loss"], epochs=history["epochs"])
         test = self.split["test"]
         pred = np.asarray(model.predict(self.inputs[test], verbose=0, batch_size=4096)).reshape(-1)
+        if net is not None:
+            fast = trainer.predict(net, self.inputs[test])
+            extra["max_abs_diff_fast_vs_keras"] = float(np.max(np.abs(fast - pred)))
         metrics = regression_metrics(self.y[test], pred)
         mean, std = self.y_scale
         y_pred = pred * std + mean
         y_true = self.y_raw[test]
         metrics.update({f"{k}_units": v for k, v in regression_metrics(y_true, y_pred).items()})
-        return Evaluation(
-            metrics=metrics,
-            model=model,
-            y_true=y_true,
-            y_pred=y_pred,
-            extra={"train_loss": result.train_loss, "epochs": result.epochs, "seconds": result.seconds},
-        )
+        return Evaluation(metrics=metrics, model=model, y_true=y_true, y_pred=y_pred, extra=extra)
 
     def predictor_meta(self) -> dict[str, Any]:  # pragma: no cover - abstract
         """What ``optmpp predict`` needs besides the model file (columns, scalers, encoding)."""

@@ -20,31 +20,18 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from optmpp.data import find_data_file, load_numeric_table, split_indices
 from optmpp.objectives.base import Evaluation, parse_options, regression_metrics
+from optmpp.objectives.tabular import TabularData, TabularDataOptions
 
 if TYPE_CHECKING:
     import optuna
 
-HDPE_FEATURES = ["C2", "H2", "CAT", "HX", "C3", "T", "P", "H2/C2", "C3/C4"]
-
-
 @dataclass(frozen=True)
-class MLPOptions:
-    data_file: str = "HDPE_LG_Plant_Data.csv"
-    features: list[str] = field(default_factory=lambda: list(HDPE_FEATURES))
-    target: str = "MI_Plant"
-    on_bad_rows: Literal["error", "drop"] = "error"
-    split: Literal["random", "ordered"] = "random"
-    test_size: float = 0.25
-    val_size: float = 0.2
-    split_seed: int = 0
-    max_epochs: int = 27
-    batch_size: int = 64
+class MLPOptions(TabularDataOptions):
     layers: tuple[int, int] = (1, 3)
     units: tuple[int, int] = (16, 256)
     activations: list[str] = field(default_factory=lambda: ["relu", "tanh"])
@@ -52,10 +39,7 @@ class MLPOptions:
     learning_rate: tuple[float, float] = (1e-4, 1e-2)
 
     def __post_init__(self) -> None:
-        if not self.features:
-            raise ValueError("features: at least one column is needed")
-        if self.max_epochs < 1 or self.batch_size < 1:
-            raise ValueError("max_epochs and batch_size must be >= 1")
+        super().__post_init__()
         for key in ("layers", "units", "alpha", "learning_rate"):
             lo, hi = getattr(self, key)
             if not 0 < lo <= hi:
@@ -73,25 +57,15 @@ class MLPObjective:
     direction = "minimize"
 
     def __init__(self, options: MLPOptions) -> None:
-        from sklearn.preprocessing import StandardScaler
-
         self.options = options
         self.max_budget = options.max_epochs
-        path = find_data_file(options.data_file)
-        self.table = load_numeric_table(path, options.features, options.target, options.on_bad_rows)
-        train, val, test = split_indices(
-            len(self.table.y), options.split, options.test_size, options.val_size, options.split_seed
-        )
-        self.split = {"train": train, "val": val, "test": test}
-        X, y = self.table.X, self.table.y.reshape(-1, 1)
-        self.x_scaler = StandardScaler().fit(X[train])
-        self.y_scaler = StandardScaler().fit(y[train])
-        self.X = self.x_scaler.transform(X)
-        self.y = self.y_scaler.transform(y).ravel()
+        self.data = TabularData(options)
+        self.table, self.split = self.data.table, self.data.split
+        self.X, self.y = self.data.inputs, self.data.y
+        self.y_scaler = self.data.y_scaler
 
     def describe(self) -> str:
-        sizes = ", ".join(f"{k} {len(v)}" for k, v in self.split.items())
-        return f"{self.table.describe()}; split {self.options.split} ({sizes})"
+        return self.data.describe()
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         o = self.options
@@ -171,16 +145,7 @@ class MLPObjective:
         directory.mkdir(parents=True, exist_ok=True)
         with open(directory / "model.pkl", "wb") as fh:
             pickle.dump(evaluation.model, fh)
-        return {
-            "model_file": "model.pkl",
-            "framework": "sklearn",
-            "kind": "tabular",
-            "features": list(self.options.features),
-            "target": self.options.target,
-            "x_scaler": {"mean": self.x_scaler.mean_.tolist(), "scale": self.x_scaler.scale_.tolist()},
-            "y_scaler": {"mean": float(self.y_scaler.mean_[0]), "scale": float(self.y_scaler.scale_[0])},
-            "data": {"file": self.table.path.name, "sha256": self.table.sha256, "rows": int(len(self.table.y))},
-        }
+        return {"model_file": "model.pkl", "framework": "sklearn", **self.data.predictor_meta()}
 
 
 def make(options: dict[str, Any]) -> MLPObjective:

@@ -57,6 +57,7 @@ class CNNOptions:
     split_seed: int = 0
     scale_target: bool = True
     model: Literal["search", "paper-baseline"] = "search"
+    trainer: Literal["fast", "keras"] = "fast"
     max_epochs: int = 100
     batch_size: int = 16
     restore_best: bool = True
@@ -124,6 +125,20 @@ class TgCNN(KerasRegressionObjective):
             p[f"dropout_{i}"] = trial.suggest_float(f"dropout_{i}", o.dropout[0], o.dropout[1], step=o.dropout[2])
         p["learning_rate"] = trial.suggest_categorical("learning_rate", list(o.learning_rates))
         return p
+
+    def fast_net(self, params: dict[str, Any]) -> Any:
+        from optmpp.objectives.fast_train import ConvNet
+
+        if self.options.trainer != "fast" or self.options.model != "search":
+            return None
+        n_conv, n_dense = int(params["conv_blocks"]), int(params["dense_blocks"])
+        return ConvNet(
+            filters=[int(params[f"filters_{i}"]) for i in range(1, n_conv + 1)],
+            kernels=[int(params[f"kernel_{i}"]) for i in range(1, n_conv + 1)],
+            units=[int(params[f"units_{i}"]) for i in range(1, n_dense + 1)],
+            dropouts=[float(params[f"dropout_{i}"]) for i in range(1, n_dense + 1)],
+            learning_rate=float(params["learning_rate"]),
+        )
 
     def build(self, params: dict[str, Any]) -> Any:
         keras = import_keras()

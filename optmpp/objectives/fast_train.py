@@ -1,0 +1,337 @@
+"""Fast trainers for the paper's networks: one traced TensorFlow function per architecture family.
+
+Keras ``fit`` traces a new graph for every new model (0.7-1.0 s for the dense network, seconds
+for the CNN), more than most Hyperband trials spend training, and TensorFlow keeps every traced
+graph, so a worker's memory grows by megabytes per trial. Here a network's weights, its
+batch-norm statistics, Adam's moments and its hyperparameters (LeakyReLU slopes, dropout rates,
+learning rate) are *arguments* of a shape-generic ``tf.function`` that runs a whole epoch
+(shuffle, mini-batches, Adam updates, then the validation loss) in one call. A worker traces it
+once per architecture *family* (the dense network's depth; the CNN's numbers of conv and dense
+blocks) and reuses it for every trial of that family, whatever the widths and kernel sizes.
+
+The maths is Keras's: Glorot-uniform kernels, zero biases, batch normalisation with momentum
+0.99 and epsilon 1e-3 (batch statistics in training, moving ones in inference), inverted
+dropout, Adam with beta_1 = 0.9, beta_2 = 0.999, epsilon = 1e-7 and bias-corrected step size,
+MSE loss. Each net's ``to_keras`` returns the equivalent standard Keras model carrying the
+trained weights, so a saved model predicts what the training path validated (tested).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import numpy as np
+
+from optmpp.objectives.keras_common import import_keras
+
+__all__ = ["ConvNet", "DenseNet", "FastTrainer"]
+
+_BN_MOMENTUM, _BN_EPS = 0.99, 1e-3
+
+
+def _glorot(rng: np.random.Generator, shape: tuple[int, ...], fan_in: int, fan_out: int) -> np.ndarray:
+    limit = math.sqrt(6.0 / (fan_in + fan_out))
+    return rng.uniform(-limit, limit, size=shape).astype(np.float32)
+
+
+def _dropout(tf: Any, h: Any, rate: Any, seed: Any) -> Any:
+    keep = 1.0 - rate
+    u = tf.random.stateless_uniform(tf.shape(h), seed=seed)
+    return tf.where(u < keep, h / keep, tf.zeros_like(h))
+
+
+@dataclass
+class DenseNet:
+    """Dense(units_i) -> LeakyReLU(alpha_i) -> Dropout(dropout_i) blocks, then Dense(1)."""
+
+    units: list[int]
+    alphas: list[float]
+    dropouts: list[float]
+    learning_rate: float
+    weights: list[Any] = field(default_factory=list)  # trainable: W1, b1, ..., Wout, bout
+    state: list[Any] = field(default_factory=list)  # non-trainable: none
+
+    @property
+    def family(self) -> tuple[int, ...]:
+        return (len(self.units),)
+
+    def init(self, input_shape: tuple[int, ...], seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        sizes = [int(input_shape[-1]), *self.units, 1]
+        self.weights, self.state = [], []
+        for fan_in, fan_out in zip(sizes[:-1], sizes[1:]):
+            self.weights += [_glorot(rng, (fan_in, fan_out), fan_in, fan_out), np.zeros(fan_out, np.float32)]
+
+    def hyper(self) -> list[np.ndarray]:
+        return [np.asarray(self.alphas, np.float32), np.asarray(self.dropouts, np.float32)]
+
+    @staticmethod
+    def specs(tf: Any, family: tuple[int, ...]) -> tuple[list[Any], list[Any], list[Any]]:
+        (depth,) = family
+        w = [tf.TensorSpec([None, None], tf.float32) if k % 2 == 0 else tf.TensorSpec([None], tf.float32)
+             for k in range(2 * (depth + 1))]
+        return w, [], [tf.TensorSpec([depth], tf.float32)] * 2
+
+    @staticmethod
+    def forward(tf: Any, family: tuple[int, ...], w: list[Any], state: list[Any], hyper: list[Any],
+                x: Any, seed: Any | None) -> tuple[Any, list[Any]]:
+        (depth,) = family
+        alphas, drops = hyper
+        h = x
+        for i in range(depth):
+            h = tf.matmul(h, w[2 * i]) + w[2 * i + 1]
+            h = tf.where(h >= 0, h, alphas[i] * h)  # LeakyReLU
+            if seed is not None:
+                h = _dropout(tf, h, drops[i], seed + tf.constant([0, 1], tf.int32) * (i + 1))
+        return tf.matmul(h, w[2 * depth]) + w[2 * depth + 1], state
+
+    def to_keras(self, input_shape: tuple[int, ...] | int) -> Any:
+        """The same network as a standard Keras model with these weights (not compiled)."""
+        keras = import_keras()
+        L = keras.layers
+        shape = (input_shape,) if isinstance(input_shape, int) else tuple(input_shape)
+        model = keras.Sequential([keras.Input(shape)])
+        for u, a, d in zip(self.units, self.alphas, self.dropouts):
+            model.add(L.Dense(int(u)))
+            model.add(L.LeakyReLU(negative_slope=float(a)))
+            model.add(L.Dropout(float(d)))
+        model.add(L.Dense(1))
+        model.set_weights([np.asarray(w) for w in self.weights])
+        return model
+
+
+@dataclass
+class ConvNet:
+    """[Conv2D(relu, same) -> MaxPool2D(2, same) -> BatchNorm] blocks, Flatten,
+    [Dense(relu) -> Dropout] blocks, Dense(1)."""
+
+    filters: list[int]
+    kernels: list[int]
+    units: list[int]
+    dropouts: list[float]
+    learning_rate: float
+    weights: list[Any] = field(default_factory=list)  # per conv: K, b, gamma, beta; per dense: W, b; out W, b
+    state: list[Any] = field(default_factory=list)  # per conv: moving mean, moving variance
+    PER_CONV: ClassVar[int] = 4
+
+    @property
+    def family(self) -> tuple[int, ...]:
+        return (len(self.filters), len(self.units))
+
+    def init(self, input_shape: tuple[int, ...], seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        h, w, cin = (int(s) for s in input_shape)
+        self.weights, self.state = [], []
+        for f, k in zip(self.filters, self.kernels):
+            self.weights += [
+                _glorot(rng, (k, k, cin, f), k * k * cin, k * k * f),
+                np.zeros(f, np.float32), np.ones(f, np.float32), np.zeros(f, np.float32),
+            ]
+            self.state += [np.zeros(f, np.float32), np.ones(f, np.float32)]
+            h, w, cin = -(-h // 2), -(-w // 2), f
+        fan_in = h * w * cin
+        for u in [*self.units, 1]:
+            self.weights += [_glorot(rng, (fan_in, u), fan_in, u), np.zeros(u, np.float32)]
+            fan_in = u
+
+    def hyper(self) -> list[np.ndarray]:
+        return [np.asarray(self.dropouts, np.float32)]
+
+    @staticmethod
+    def specs(tf: Any, family: tuple[int, ...]) -> tuple[list[Any], list[Any], list[Any]]:
+        n_conv, n_dense = family
+        vec = tf.TensorSpec([None], tf.float32)
+        w = []
+        for _ in range(n_conv):
+            w += [tf.TensorSpec([None, None, None, None], tf.float32), vec, vec, vec]
+        for _ in range(n_dense + 1):
+            w += [tf.TensorSpec([None, None], tf.float32), vec]
+        return w, [vec] * (2 * n_conv), [tf.TensorSpec([n_dense], tf.float32)]
+
+    @staticmethod
+    def forward(tf: Any, family: tuple[int, ...], w: list[Any], state: list[Any], hyper: list[Any],
+                x: Any, seed: Any | None) -> tuple[Any, list[Any]]:
+        n_conv, n_dense = family
+        (drops,) = hyper
+        h, new_state = x, []
+        for i in range(n_conv):
+            K, b, gamma, beta = w[4 * i : 4 * i + 4]
+            mm, mv = state[2 * i], state[2 * i + 1]
+            h = tf.nn.relu(tf.nn.conv2d(h, K, strides=1, padding="SAME") + b)
+            h = tf.nn.max_pool2d(h, ksize=2, strides=2, padding="SAME")
+            if seed is not None:  # training: batch statistics, moving averages updated
+                mean, var = tf.nn.moments(h, axes=[0, 1, 2])
+                new_state += [mm * _BN_MOMENTUM + mean * (1 - _BN_MOMENTUM),
+                              mv * _BN_MOMENTUM + var * (1 - _BN_MOMENTUM)]
+            else:
+                mean, var = mm, mv
+                new_state += [mm, mv]
+            h = (h - mean) * tf.math.rsqrt(var + _BN_EPS) * gamma + beta
+        h = tf.reshape(h, [tf.shape(h)[0], -1])
+        base = 4 * n_conv
+        for j in range(n_dense):
+            h = tf.nn.relu(tf.matmul(h, w[base + 2 * j]) + w[base + 2 * j + 1])
+            if seed is not None:
+                h = _dropout(tf, h, drops[j], seed + tf.constant([0, 1], tf.int32) * (j + 1))
+        out = base + 2 * n_dense
+        return tf.matmul(h, w[out]) + w[out + 1], new_state
+
+    def to_keras(self, input_shape: tuple[int, ...]) -> Any:
+        keras = import_keras()
+        L = keras.layers
+        model = keras.Sequential([keras.Input(tuple(input_shape))])
+        for f, k in zip(self.filters, self.kernels):
+            model.add(L.Conv2D(int(f), (int(k), int(k)), activation="relu", padding="same"))
+            model.add(L.MaxPool2D((2, 2), padding="same"))
+            model.add(L.BatchNormalization(momentum=_BN_MOMENTUM, epsilon=_BN_EPS))
+        model.add(L.Flatten())
+        for u, d in zip(self.units, self.dropouts):
+            model.add(L.Dense(int(u), activation="relu"))
+            model.add(L.Dropout(float(d)))
+        model.add(L.Dense(1))
+        weights: list[Any] = []
+        for i in range(len(self.filters)):
+            weights += [*self.weights[4 * i : 4 * i + 4], *self.state[2 * i : 2 * i + 2]]
+        weights += self.weights[4 * len(self.filters) :]
+        model.set_weights([np.asarray(v) for v in weights])
+        return model
+
+
+class FastTrainer:
+    """Trains nets (:class:`DenseNet`, :class:`ConvNet`) epoch by epoch on fixed data.
+
+    Args:
+        x, y: training inputs and targets.
+        x_val, y_val: validation data, scored after every epoch (None: no validation).
+        batch_size: mini-batch size.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray, x_val: np.ndarray | None, y_val: np.ndarray | None, batch_size: int) -> None:
+        import_keras()
+        import tensorflow as tf
+
+        self.tf = tf
+        self.input_shape = tuple(int(s) for s in np.shape(x)[1:])
+        self.x = tf.constant(np.asarray(x, np.float32))
+        self.y = tf.constant(np.asarray(y, np.float32).reshape(-1, 1))
+        self.has_val = x_val is not None and y_val is not None and len(x_val) > 0
+        self.x_val = tf.constant(np.asarray(x_val if self.has_val else x[:1], np.float32))
+        self.y_val = tf.constant(np.asarray(y_val if self.has_val else y[:1], np.float32).reshape(-1, 1))
+        self.batch_size = int(batch_size)
+        self._fns: dict[tuple[Any, ...], Any] = {}
+        self.traces = 0
+
+    def _epoch_fn(self, net: Any) -> Any:
+        key = ("epoch", type(net).__name__, net.family)
+        if key in self._fns:
+            return self._fns[key]
+        tf, family, forward = self.tf, net.family, type(net).forward
+        w_spec, s_spec, h_spec = type(net).specs(tf, family)
+        x_spec = tf.TensorSpec([None, *self.input_shape], tf.float32)
+        outer = self
+
+        @tf.function(input_signature=[
+            x_spec, tf.TensorSpec([None, 1], tf.float32), x_spec, tf.TensorSpec([None, 1], tf.float32),
+            w_spec, s_spec, w_spec, w_spec, h_spec,
+            tf.TensorSpec([], tf.float32), tf.TensorSpec([], tf.float32),  # Adam steps so far, learning rate
+            tf.TensorSpec([2], tf.int32), tf.TensorSpec([], tf.int32),  # epoch seed, batch size
+        ])
+        def epoch(x, y, x_val, y_val, weights, state, m, v, hyper, t, lr, seed, batch_size):  # type: ignore[no-untyped-def]
+            outer.traces += 1  # Python side effect: counts traces, not calls
+            n = tf.shape(x)[0]
+            perm = tf.argsort(tf.random.stateless_uniform([n], seed=seed))
+            xs, ys = tf.gather(x, perm), tf.gather(y, perm)
+            n_batches = (n + batch_size - 1) // batch_size
+            b1, b2, eps = 0.9, 0.999, 1e-7
+
+            def body(i, weights, state, m, v, t, loss_sum):  # type: ignore[no-untyped-def]
+                start = i * batch_size
+                end = tf.minimum(start + batch_size, n)
+                xb, yb = xs[start:end], ys[start:end]
+                with tf.GradientTape() as tape:
+                    tape.watch(weights)
+                    pred, new_state = forward(tf, family, weights, state, hyper, xb,
+                                              tf.stack([seed[0], seed[1] * 100_000 + i * 16]))
+                    loss = tf.reduce_mean(tf.square(pred - yb))
+                grads = tape.gradient(loss, weights)
+                t = t + 1.0
+                step = lr * tf.sqrt(1.0 - tf.pow(b2, t)) / (1.0 - tf.pow(b1, t))
+                m = [mk + (g - mk) * (1.0 - b1) for mk, g in zip(m, grads)]
+                v = [vk + (tf.square(g) - vk) * (1.0 - b2) for vk, g in zip(v, grads)]
+                weights = [w - step * mk / (tf.sqrt(vk) + eps) for w, mk, vk in zip(weights, m, v)]
+                return i + 1, weights, new_state, m, v, t, loss_sum + loss * tf.cast(end - start, tf.float32)
+
+            _, weights, state, m, v, t, loss_sum = tf.while_loop(
+                lambda i, *_: i < n_batches, body, (tf.constant(0), weights, state, m, v, t, tf.constant(0.0))
+            )
+            val_pred, _ = forward(tf, family, weights, state, hyper, x_val, None)
+            return weights, state, m, v, t, loss_sum / tf.cast(n, tf.float32), tf.reduce_mean(tf.square(val_pred - y_val))
+
+        self._fns[key] = epoch
+        return epoch
+
+    def _predict_fn(self, net: Any) -> Any:
+        key = ("predict", type(net).__name__, net.family)
+        if key not in self._fns:
+            tf, family, forward = self.tf, net.family, type(net).forward
+            w_spec, s_spec, h_spec = type(net).specs(tf, family)
+
+            @tf.function(input_signature=[tf.TensorSpec([None, *self.input_shape], tf.float32), w_spec, s_spec, h_spec])
+            def predict(x, weights, state, hyper):  # type: ignore[no-untyped-def]
+                return forward(tf, family, weights, state, hyper, x, None)[0]
+
+            self._fns[key] = predict
+        return self._fns[key]
+
+    def train(self, net: Any, epochs: int, seed: int, on_epoch: Any = None, restore_best: bool = False) -> dict[str, Any]:
+        """Initialise ``net`` from ``seed`` and train it for up to ``epochs`` epochs.
+
+        ``on_epoch(epoch, train_loss, val_loss)`` runs after every epoch (1-based) and may raise
+        to stop (pruning). The net keeps the last weights, or the best validation epoch's with
+        ``restore_best``. Returns the losses per epoch, ``epochs`` and ``best_epoch``.
+        """
+        tf = self.tf
+        net.init(self.input_shape, seed)
+        weights = [tf.constant(w) for w in net.weights]
+        state = [tf.constant(s) for s in net.state]
+        m = [tf.zeros_like(w) for w in weights]
+        v = [tf.zeros_like(w) for w in weights]
+        hyper = [tf.constant(h) for h in net.hyper()]
+        t, lr = tf.constant(0.0), tf.constant(float(net.learning_rate), tf.float32)
+        bs = tf.constant(self.batch_size, tf.int32)
+        fn = self._epoch_fn(net)
+        history: dict[str, Any] = {"train_loss": [], "val_loss": [], "best_epoch": 0, "best_val": math.inf, "epochs": 0}
+        best = (weights, state)
+        try:
+            for epoch in range(1, epochs + 1):
+                weights, state, m, v, t, train_loss, val_loss = fn(
+                    self.x, self.y, self.x_val, self.y_val, weights, state, m, v, hyper, t, lr,
+                    tf.constant([seed % 2**30, epoch], tf.int32), bs,
+                )
+                tl = float(train_loss)
+                vl = float(val_loss) if self.has_val else math.nan
+                history["train_loss"].append(tl)
+                history["val_loss"].append(vl)
+                history["epochs"] = epoch
+                if not math.isfinite(tl):
+                    raise FloatingPointError(f"training loss is {tl} at epoch {epoch}")
+                if self.has_val and vl < history["best_val"]:
+                    history["best_val"], history["best_epoch"] = vl, epoch
+                    best = (weights, state)
+                if on_epoch is not None:
+                    on_epoch(epoch, tl, vl)
+        finally:
+            keep = best if restore_best and self.has_val else (weights, state)
+            net.weights = [w.numpy() for w in keep[0]]
+            net.state = [s.numpy() for s in keep[1]]
+        return history
+
+    def predict(self, net: Any, x: np.ndarray) -> np.ndarray:
+        tf = self.tf
+        out = self._predict_fn(net)(
+            tf.constant(np.asarray(x, np.float32)), [tf.constant(w) for w in net.weights],
+            [tf.constant(s) for s in net.state], [tf.constant(h) for h in net.hyper()],
+        )
+        return out.numpy().reshape(-1)
