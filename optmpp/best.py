@@ -47,6 +47,8 @@ class BestResult:
     out_dir: Path | None
     files: list[str] = field(default_factory=list)
     seconds: float = 0.0
+    target: str = "target"
+    scaled: bool = True  # False: the model is trained on the target in its units
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -60,7 +62,7 @@ def _fmt(v: float) -> str:
     return f"{v:.4g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.3e}"
 
 
-def format_metrics_table(result: BestResult, target: str = "units") -> str:
+def format_metrics_table(result: BestResult) -> str:
     """Markdown table: metric x (standardised target, target in its units), mean ± std."""
     n = len(result.per_seed)
     head = (
@@ -69,13 +71,15 @@ def format_metrics_table(result: BestResult, target: str = "units") -> str:
         + f" retrained on train+validation for {result.epochs} epochs, {n} seed(s)"
     )
     has_units = any(k.endswith("_units") for k in result.mean)
-    lines = [head, "", "| metric | standardised target |" + (f" {target} |" if has_units else ""),
-             "|---|---|" + ("---|" if has_units else "")]
+    both = has_units and result.scaled
+    first = "standardised target" if result.scaled else result.target
+    lines = [head, "", f"| metric | {first} |" + (f" {result.target} |" if both else ""),
+             "|---|---|" + ("---|" if both else "")]
     for key, label in METRIC_ROWS:
         if key not in result.mean:
             continue
         cells = [f"{_fmt(result.mean[key])} ± {_fmt(result.std[key])}" if n > 1 else _fmt(result.mean[key])]
-        if has_units:
+        if both:
             k2 = f"{key}_units"
             cells.append(f"{_fmt(result.mean[k2])} ± {_fmt(result.std[k2])}" if n > 1 else _fmt(result.mean[k2]))
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
@@ -169,6 +173,9 @@ def retrain_best(
     mean = {k: statistics.fmean(m[k] for m in per_seed) for k in keys}
     std = {k: (statistics.stdev(m[k] for m in per_seed) if len(per_seed) > 1 else 0.0) for k in keys}
     result = BestResult(config.name, trial_number, params, epochs, list(range(seeds)), per_seed, mean, std, None)
+    table = getattr(objective, "table", None)
+    result.target = str(getattr(table, "target", None) or getattr(getattr(objective, "options", None), "target", "target"))
+    result.scaled = tuple(getattr(objective, "y_scale", (None, None))) != (0.0, 1.0)
     if save:
         out = Path(out_dir) if out_dir else Path("runs") / "models" / config.name
         out.mkdir(parents=True, exist_ok=True)
