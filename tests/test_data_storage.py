@@ -101,3 +101,24 @@ def test_splits_are_seeded_and_disjoint() -> None:
     assert (len(a[0]), len(a[1]), len(a[2])) == (60, 15, 25)
     train, val, test = split_indices(100, "ordered", 0.25, 0.2)
     assert train.max() < val.min() and val.max() < test.min()
+
+
+def test_fetch_downloads_nothing_when_the_files_are_present(tmp_path: Path, real_data: Path) -> None:
+    """`make run` calls `optmpp data fetch` first: with the data present it downloads nothing."""
+    import os
+    import subprocess
+    import sys
+
+    d = tmp_path / "ro"
+    d.mkdir()
+    for name in DATASETS:
+        (d / name).write_bytes((real_data / name).read_bytes())
+    d.chmod(0o555)
+    try:
+        out = subprocess.run([sys.executable, "-m", "optmpp", "--data-dir", str(d), "data", "fetch",
+                              "--base-url", "http://127.0.0.1:9/nothing-listens-here"],
+                             capture_output=True, text=True, env={**os.environ})
+        assert out.returncode == 0, out.stderr
+        assert out.stderr.count("present, checksum ok") == 2
+    finally:
+        d.chmod(0o755)
