@@ -121,6 +121,30 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from optmpp.storage import redact_url, resolve_storage_url
+    from optmpp.workers import storage_status
+
+    url = resolve_storage_url(args.storage)
+    rows = storage_status(url, args.study, recent_s=args.recent)
+    if args.json:
+        print(json.dumps(rows, indent=2, default=str))
+        return EXIT_OK
+    print(f"storage {redact_url(url)}: {len(rows)} stud{'y' if len(rows) == 1 else 'ies'}")
+    for r in rows:
+        c = r["counts"]
+        best = "-" if r["best_value"] is None else f"{r['best_value']:.6g} (trial {r['best_trial']})"
+        target = f"/{r['n_trials']}" if r["n_trials"] else ""
+        print(
+            f"  {r['study']}  [{r['objective'] or '?'} / {r['algorithm'] or '?'}, {r['direction']}]\n"
+            f"    {c['finished']}{target} finished: {c['complete']} complete, {c['pruned']} pruned; "
+            f"{c['fail']} failed, {c['running']} running, {c['waiting']} queued; epochs {r['epochs']}\n"
+            f"    best {best}; workers seen in the last {args.recent:g} s: {len(r['workers_recent'])}"
+            + (f" ({', '.join(r['workers_recent'])})" if r["workers_recent"] else "")
+        )
+    return EXIT_OK
+
+
 def cmd_algorithms(args: argparse.Namespace) -> int:
     from optmpp.algorithms import ALGORITHMS
 
@@ -236,6 +260,13 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--smiles-column", help="name of the SMILES column, if not the training file's")
     pr.add_argument("-q", "--quiet", action="store_true")
     pr.set_defaults(func=cmd_predict)
+
+    st = sub.add_parser("status", help="studies in a storage: trials by state, best value, workers, epochs")
+    st.add_argument("study", nargs="?", help="a study name (default: all studies)")
+    st.add_argument("--storage", help=storage_help)
+    st.add_argument("--recent", type=float, default=300.0, help="a worker counts as seen within S seconds (300)")
+    st.add_argument("--json", action="store_true")
+    st.set_defaults(func=cmd_status)
 
     a = sub.add_parser("algorithms", help="list the algorithms (sampler + pruner)")
     a.add_argument("--json", action="store_true")

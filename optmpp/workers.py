@@ -641,3 +641,51 @@ def _progress_line(study: optuna.Study, n_trials: int, elapsed: float) -> tuple[
         f"{c['pruned']} pruned, {c['fail']} failed), {c['running']} running{best}, "
         f"{epochs} epochs"
     )
+
+
+def storage_status(storage_url: str, study_name: str | None = None, recent_s: float = 300.0) -> list[dict[str, Any]]:
+    """Each study of a storage: trials by state, best value, epochs, workers seen recently.
+
+    A worker counts as seen when one of its trials is running or finished within ``recent_s``.
+    """
+    import datetime
+
+    import optuna
+    from optuna.trial import TrialState
+
+    storage = make_storage(storage_url, heartbeat_interval=None)
+    summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
+    names = [s.study_name for s in summaries]
+    if study_name is not None:
+        if study_name not in names:
+            raise ConfigError(f"no study {study_name!r} in {redact_url(storage_url)}; studies: {', '.join(names) or 'none'}")
+        names = [study_name]
+    now = datetime.datetime.now()
+    out = []
+    for name in names:
+        study = optuna.load_study(study_name=name, storage=storage)
+        trials = study.get_trials(deepcopy=False)
+        counts = _counts(study)
+        complete = [t for t in trials if t.state == TrialState.COMPLETE]
+        pick = min if study.direction.name == "MINIMIZE" else max
+        best = pick(complete, key=lambda t: t.value) if complete else None
+        recent = set()
+        for t in trials:
+            when = t.datetime_complete or t.datetime_start
+            if t.state == TrialState.RUNNING or (when is not None and (now - when).total_seconds() <= recent_s):
+                if "worker" in t.user_attrs:
+                    recent.add(t.user_attrs["worker"])
+        config = study.user_attrs.get(CONFIG_ATTR, {})
+        out.append({
+            "study": name,
+            "direction": study.direction.name.lower(),
+            "objective": (config.get("objective") or {}).get("name"),
+            "algorithm": (config.get("algorithm") or {}).get("name"),
+            "n_trials": config.get("n_trials"),
+            "counts": counts,
+            "best_value": None if best is None else best.value,
+            "best_trial": None if best is None else best.number,
+            "epochs": sum(int(t.user_attrs.get("epochs", 0)) for t in trials),
+            "workers_recent": sorted(recent),
+        })
+    return out

@@ -120,3 +120,21 @@ def test_worker_command_joins_a_postgresql_study_three_times(tmp_path: Path) -> 
         assert all(s["counts"]["finished"] == 30 for s in summaries)
     finally:
         drop_pg_database(name)
+
+
+def test_status_shows_each_study(tmp_path: Path) -> None:
+    study = tmp_path / "toy.toml"
+    study.write_text('name = "toy-status"\nn_trials = 6\nalgorithm = "hyperband"\n[objective]\nname = "toy_objectives:make"\nmax_epochs = 3\n')
+    url = f"sqlite:///{tmp_path}/s.db"
+    assert run_cli("worker", str(study), "--storage", url, "-q").returncode == 0
+    out = run_cli("status", "--storage", url, "--json")
+    assert out.returncode == 0, out.stderr
+    (row,) = json.loads(out.stdout)
+    assert row["study"] == "toy-status" and row["objective"] == "toy_objectives:make" and row["algorithm"] == "hyperband"
+    assert row["counts"]["finished"] == 6 and row["n_trials"] == 6
+    assert row["epochs"] == sum(t.user_attrs["epochs"] for t in optuna.load_study(study_name="toy-status", storage=url).trials)
+    assert len(row["workers_recent"]) == 1 and row["best_value"] is not None
+    text = run_cli("status", "toy-status", "--storage", url)
+    assert "6/6 finished" in text.stdout and "workers seen in the last 300 s: 1" in text.stdout
+    missing = run_cli("status", "nope", "--storage", url)
+    assert missing.returncode == 2 and "no study 'nope'" in missing.stderr
