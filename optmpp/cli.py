@@ -58,6 +58,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         threads=args.threads,
         log=(lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True)),
         verbose_workers=args.verbose,
+        show_progress=not args.quiet,
     )
     _print_summary(args, summary)
     return EXIT_OK
@@ -80,12 +81,21 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, on_term)
     code = EXIT_OK
+    progress = None
+    if not args.quiet:
+        from optmpp.progress import Progress
+        from optmpp.workers import snapshot
+
+        progress = Progress(n_trials, finished_at_start=snapshot(study)[0]["finished"])
     try:
         stats = run_worker(
             config, url, worker_index=args.index if args.index is not None else os.getpid(),
             n_trials=n_trials, timeout=args.timeout, threads=args.threads or default_threads(1),
-            log=log,
+            log=log, verbose=args.verbose,
+            on_trial=None if progress is None else (lambda s: progress.update(*snapshot(s))),
         )
+        if progress is not None:
+            progress.close()
         reasons = [stats.stop_reason]
     except KeyboardInterrupt:
         what = "SIGTERM" if got_sigterm else "interrupted"
@@ -243,6 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
     w.add_argument("--n-trials", type=int, help="finished trials the study should hold in total")
     w.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
     w.add_argument("--threads", type=int, help="threads of this worker (default: all cores)")
+    w.add_argument("-v", "--verbose", action="store_true", help="print every trial's result")
     w.add_argument("--index", type=int, help=argparse.SUPPRESS)
     w.set_defaults(func=cmd_worker)
 

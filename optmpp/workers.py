@@ -349,6 +349,8 @@ def run_worker(
     threads: int | None = None,
     log: Log = _stderr,
     stop: threading.Event | None = None,
+    on_trial: Callable[[optuna.Study], None] | None = None,
+    verbose: bool = True,
 ) -> WorkerStats:
     """Run trials of the (prepared) study until it holds ``n_trials`` finished trials.
 
@@ -421,14 +423,21 @@ def run_worker(
             continue
         stats.trials += 1
         stats.epochs += epochs
+        if on_trial is not None:
+            try:
+                on_trial(study)
+            except Exception:  # noqa: BLE001 - progress display must not stop the worker
+                pass
         if state == "complete":
             stats.complete += 1
             streak = 0
-            log(f"[{worker}] trial {number} complete: {value:.6g} ({epochs} epochs)")
+            if verbose:
+                log(f"[{worker}] trial {number} complete: {value:.6g} ({epochs} epochs)")
         elif state == "pruned":
             stats.pruned += 1
             streak = 0
-            log(f"[{worker}] trial {number} pruned after {epochs} epochs")
+            if verbose:
+                log(f"[{worker}] trial {number} pruned after {epochs} epochs")
         else:
             stats.failed += 1
             streak += 1
@@ -522,11 +531,10 @@ def _worker_main(
         raise KeyboardInterrupt
 
     signal.signal(signal.SIGTERM, on_term)
-    log = _stderr if verbose else _quiet
     try:
         stats = run_worker(
             config, storage_url, worker_index=index, n_trials=n_trials, timeout=timeout,
-            threads=threads, log=log, stop=stop,
+            threads=threads, log=_stderr, stop=stop, verbose=verbose,
         )
         queue.put((index, "ok", stats.stop_reason))
     except KeyboardInterrupt:
@@ -566,6 +574,7 @@ def run_study(
     log: Log = _stderr,
     verbose_workers: bool = False,
     poll_s: float = 2.0,
+    show_progress: bool = False,
 ) -> StudySummary:
     """Prepare the study and run ``workers`` spawned worker processes until its budget is met."""
     workers = workers or config.workers
@@ -589,19 +598,24 @@ def run_study(
         for p in procs:
             p.start()
     reasons: list[str] = []
-    last, last_t = None, time.monotonic()
+    progress = None
+    if show_progress:
+        from optmpp.progress import Progress
+
+        progress = Progress(n_trials, finished_at_start=_counts(study)["finished"])
     try:
         while any(p.is_alive() for p in procs):
             time.sleep(poll_s)
             try:
                 with study_lock(storage_url, config.name):
                     fail_stale(study)
-                stamp, line = _progress_line(study, n_trials, time.monotonic() - t0)
+                if progress is not None:
+                    progress.update(*snapshot(study))
             except Exception as exc:  # noqa: BLE001 - progress is best effort
-                stamp, line = "", f"progress unavailable: {redact_text(str(exc).splitlines()[0], storage_url)}"
-            if line != last or time.monotonic() - last_t > 60:
-                log(stamp + line)
-                last, last_t = line, time.monotonic()
+                log(f"progress unavailable: {redact_text(str(exc).splitlines()[0], storage_url)}")
+        if progress is not None:
+            progress.update(*snapshot(study))
+            progress.close()
     except KeyboardInterrupt:
         log("interrupted: stopping the workers (their running trials are marked FAIL)")
         for p in procs:
@@ -624,23 +638,18 @@ def run_study(
     return summarize_study(study, n_trials, time.monotonic() - t0, reasons)
 
 
-def _progress_line(study: optuna.Study, n_trials: int, elapsed: float) -> tuple[str, str]:
+def snapshot(study: optuna.Study) -> tuple[dict[str, int], float | None, int]:
+    """Counts by state, best value and epochs consumed, read from the storage."""
     from optuna.trial import TrialState
 
     trials = study.get_trials(deepcopy=False)
-    c = _counts(study)
+    counts = _counts(study)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    best = ""
+    best = None
     if complete:
         pick = min if study.direction.name == "MINIMIZE" else max
-        b = pick(complete, key=lambda t: t.value)
-        best = f", best {b.value:.5g} (trial {b.number})"
-    epochs = sum(int(t.user_attrs.get("epochs", 0)) for t in trials)
-    return f"[{elapsed:6.0f}s] ", (
-        f"{c['finished']}/{n_trials} finished ({c['complete']} complete, "
-        f"{c['pruned']} pruned, {c['fail']} failed), {c['running']} running{best}, "
-        f"{epochs} epochs"
-    )
+        best = pick(complete, key=lambda t: t.value).value
+    return counts, best, sum(int(t.user_attrs.get("epochs", 0)) for t in trials)
 
 
 def storage_status(storage_url: str, study_name: str | None = None, recent_s: float = 300.0) -> list[dict[str, Any]]:

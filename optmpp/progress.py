@@ -1,0 +1,93 @@
+"""Live progress of a study in the terminal: a bar on a TTY, plain lines in logs and CI.
+
+One line shows finished / n_trials, complete / pruned / failed counts, running trials, the best
+value, epochs consumed, elapsed time and an estimate of the time left (from the pace so far).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any, TextIO
+
+__all__ = ["Progress", "format_duration"]
+
+
+def format_duration(seconds: float) -> str:
+    seconds = max(0, int(round(seconds)))
+    h, rest = divmod(seconds, 3600)
+    m, s = divmod(rest, 60)
+    if h:
+        return f"{h}h{m:02d}m"
+    if m:
+        return f"{m}m{s:02d}s"
+    return f"{s}s"
+
+
+class Progress:
+    """Renders study progress; call :meth:`update` as often as you like, :meth:`close` at the end.
+
+    Args:
+        n_trials: the study's budget of finished trials.
+        stream: where to write (default stderr).
+        bar: draw a bar rewritten in place (default: when ``stream`` is a TTY); otherwise a new
+            line is written whenever the counts change (and at least every ``heartbeat_s``).
+        finished_at_start: trials already finished before this run (for the time estimate).
+    """
+
+    def __init__(
+        self,
+        n_trials: int,
+        stream: TextIO | None = None,
+        bar: bool | None = None,
+        finished_at_start: int = 0,
+        heartbeat_s: float = 60.0,
+        width: int = 24,
+    ) -> None:
+        self.n_trials = n_trials
+        self.stream = stream or sys.stderr
+        self.bar = self.stream.isatty() if bar is None else bar
+        self.start = time.monotonic()
+        self.finished_at_start = finished_at_start
+        self.heartbeat_s = heartbeat_s
+        self.width = width
+        self._last_key: Any = None
+        self._last_t = 0.0
+        self._drawn = False
+
+    def render(self, counts: dict[str, int], best: float | None, epochs: int, elapsed: float) -> str:
+        done = counts.get("finished", 0)
+        frac = min(1.0, done / self.n_trials) if self.n_trials else 1.0
+        filled = int(round(frac * self.width))
+        bar = "#" * filled + "." * (self.width - filled)
+        new = done - self.finished_at_start
+        left = ""
+        if 0 < new and done < self.n_trials:
+            left = f", ~{format_duration(elapsed / new * (self.n_trials - done))} left"
+        best_s = "-" if best is None else f"{best:.5g}"
+        return (
+            f"[{bar}] {done}/{self.n_trials} finished ({counts.get('complete', 0)} complete, "
+            f"{counts.get('pruned', 0)} pruned, {counts.get('fail', 0)} failed), "
+            f"{counts.get('running', 0)} running | best {best_s} | {epochs} epochs | "
+            f"{format_duration(elapsed)} elapsed{left}"
+        )
+
+    def update(self, counts: dict[str, int], best: float | None, epochs: int) -> None:
+        elapsed = time.monotonic() - self.start
+        line = self.render(counts, best, epochs, elapsed)
+        if self.bar:
+            self.stream.write("\r\033[K" + line)
+            self.stream.flush()
+            self._drawn = True
+            return
+        key = (counts.get("finished"), counts.get("running"), counts.get("fail"), best)
+        now = time.monotonic()
+        if key != self._last_key or now - self._last_t >= self.heartbeat_s:
+            self.stream.write(line + "\n")
+            self.stream.flush()
+            self._last_key, self._last_t = key, now
+
+    def close(self) -> None:
+        if self.bar and self._drawn:
+            self.stream.write("\n")
+            self.stream.flush()
