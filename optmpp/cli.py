@@ -131,6 +131,25 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_plots(args: argparse.Namespace) -> int:
+    import optuna
+
+    from optmpp.config import ConfigError
+    from optmpp.report import write_study_figures
+    from optmpp.storage import make_storage, redact_url
+
+    config, url = _load(args)
+    try:
+        study = optuna.load_study(study_name=config.name, storage=make_storage(url, heartbeat_interval=None))
+    except KeyError:
+        raise ConfigError(f"no study {config.name!r} in {redact_url(url)}; run it first") from None
+    out = args.out or f"runs/plots/{config.name}"
+    files = write_study_figures(study, out, log=lambda m: _info(args, m))
+    for f in files:
+        print(f)
+    return EXIT_OK
+
+
 def cmd_status(args: argparse.Namespace) -> int:
     from optmpp.storage import redact_url, resolve_storage_url
     from optmpp.workers import storage_status
@@ -271,6 +290,12 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--smiles-column", help="name of the SMILES column, if not the training file's")
     pr.add_argument("-q", "--quiet", action="store_true")
     pr.set_defaults(func=cmd_predict)
+
+    pl = sub.add_parser("plots", help="figures of a study: history, learning curves, importances")
+    pl.add_argument("study", help="study file (TOML)")
+    common(pl, storage_help)
+    pl.add_argument("--out", help="output directory (default runs/plots/<study>)")
+    pl.set_defaults(func=cmd_plots)
 
     st = sub.add_parser("status", help="studies in a storage: trials by state, best value, workers, epochs")
     st.add_argument("study", nargs="?", help="a study name (default: all studies)")

@@ -138,3 +138,15 @@ def test_status_shows_each_study(tmp_path: Path) -> None:
     assert "6/6 finished" in text.stdout and "workers seen in the last 300 s: 1" in text.stdout
     missing = run_cli("status", "nope", "--storage", url)
     assert missing.returncode == 2 and "no study 'nope'" in missing.stderr
+
+
+def test_plots_writes_optunas_figures(tmp_path: Path) -> None:
+    study = tmp_path / "toy.toml"
+    study.write_text('name = "toy-plots"\nn_trials = 12\nalgorithm = "sha"\n[objective]\nname = "toy_objectives:make"\nmax_epochs = 4\n')
+    url = f"sqlite:///{tmp_path}/p.db"
+    assert run_cli("worker", str(study), "--storage", url, "-q").returncode == 0
+    out = run_cli("plots", str(study), "--storage", url, "--out", str(tmp_path / "figs"))
+    assert out.returncode == 0, out.stderr
+    for name in ("history.png", "intermediate.png", "importances.png"):
+        data = (tmp_path / "figs" / name).read_bytes()
+        assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
