@@ -11,7 +11,7 @@ ifneq ($(wildcard ../shared/data/HDPE_LG_Plant_Data.csv),)
 export OPTMPP_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: install run test test-fast clean
+.PHONY: install run test test-fast browser-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,12 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -m "not slow"
+
+# Debian's Chromium and ChromeDriver for the dashboard's browser test (needs root, or sudo).
+browser-deps:
+	@if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then echo "chromium and chromedriver present"; \
+	else SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium chromium-driver; fi
 
 clean:
 	rm -rf runs .pytest_cache
