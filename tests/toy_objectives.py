@@ -55,7 +55,8 @@ class Toy:
         return v
 
     def evaluate(self, params: dict[str, Any], seed: int = 0) -> Evaluation:
-        return Evaluation(metrics={"loss": self.value(params)})
+        v = self.value(params)
+        return Evaluation(metrics={"loss": v, "mae": v**0.5, "mape": 100 * v**0.5, "rmse": v**0.5, "r2": 1 - v})
 
 
 def make(options: dict[str, Any]) -> Toy:
