@@ -17,6 +17,7 @@ class ToyOptions:
     max_epochs: int = 9
     sleep: float = 0.0
     fail_above: float | None = None  # raise when x exceeds this (failure tests)
+    nan_above: float | None = None  # return NaN when x exceeds this
 
 
 class Toy:
@@ -52,6 +53,8 @@ class Toy:
                 trial.set_user_attr("epochs", step)
                 raise optuna.TrialPruned()
         trial.set_user_attr("epochs", self.options.max_epochs)
+        if self.options.nan_above is not None and params["x"] > self.options.nan_above:
+            return float("nan")
         return v
 
     def evaluate(self, params: dict[str, Any], seed: int = 0) -> Evaluation:

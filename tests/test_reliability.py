@@ -1,0 +1,139 @@
+"""Workers that are stopped, interrupted or started all at once; objectives that return NaN."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from conftest import ROOT, cli_env, drop_pg_database, make_pg_database, optmpp_cmd
+from optuna.trial import TrialState
+
+from optmpp.storage import make_storage
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def load(url: str, name: str) -> optuna.Study:
+    return optuna.load_study(study_name=name, storage=make_storage(url, heartbeat_interval=None))
+
+
+def wait_running(url: str, name: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if any(t.state == TrialState.RUNNING and t.intermediate_values for t in load(url, name).trials):
+                return
+        except Exception:  # noqa: BLE001 - not created yet
+            pass
+        time.sleep(0.3)
+    raise AssertionError("no trial started")
+
+
+def slow_study(tmp_path: Path, name: str, n_trials: int = 4) -> Path:
+    f = tmp_path / f"{name}.toml"
+    f.write_text(f'name = "{name}"\nn_trials = {n_trials}\nalgorithm = "random"\n'
+                 '[objective]\nname = "toy_objectives:make"\nmax_epochs = 6\nsleep = 0.4\n')
+    return f
+
+
+def test_nan_results_fail_with_the_reason(sqlite_url: str) -> None:
+    from optmpp.config import parse_study_config
+    from optmpp.workers import prepare_study, run_worker
+
+    cfg = parse_study_config({"name": "nan", "n_trials": 8, "algorithm": "random",
+                              "objective": {"name": "toy_objectives:make", "max_epochs": 1, "nan_above": 1.0}}, "nan.toml")
+    prepare_study(cfg, sqlite_url, log=lambda m: None)
+    run_worker(cfg, sqlite_url, log=lambda m: None)
+    study = load(sqlite_url, "nan")
+    failed = [t for t in study.trials if t.state == TrialState.FAIL]
+    assert failed and all("returned nan" in t.user_attrs["error"] for t in failed)
+    assert sum(t.state == TrialState.COMPLETE for t in study.trials) == 8
+
+
+@pytest.mark.slow
+def test_sigterm_fails_the_running_trial_and_exits_0(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/t.db"
+    proc = subprocess.Popen([*optmpp_cmd(), "worker", str(slow_study(tmp_path, "term")), "--storage", url, "-q"],
+                            env=cli_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_running(url, "term")
+    proc.send_signal(signal.SIGTERM)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 0, err[-2000:]
+    assert "SIGTERM; the running trial was marked FAIL" in err
+    trials = load(url, "term").trials
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    assert [t.user_attrs.get("error") for t in trials if t.state == TrialState.FAIL] == ["interrupted (SIGINT/SIGTERM)"]
+
+
+@pytest.mark.slow
+def test_run_interrupted_and_started_again_reaches_n_trials(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/r.db"
+    study = slow_study(tmp_path, "again", n_trials=6)
+    proc = subprocess.Popen([*optmpp_cmd(), "run", str(study), "--storage", url, "--workers", "2", "-q"],
+                            env=cli_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_running(url, "again")
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err[-2000:]
+    trials = load(url, "again").trials
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+    again = subprocess.run([*optmpp_cmd(), "run", str(study), "--storage", url, "--workers", "2", "-q", "--json"],
+                           env=cli_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stderr[-2000:]
+    trials = load(url, "again").trials
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 6
+    assert not [t for t in trials if t.state == TrialState.RUNNING]
+
+
+@pytest.mark.slow
+def test_sixteen_workers_cold_start_on_an_empty_postgresql_database(tmp_path: Path) -> None:
+    """16 workers started at once against an empty database, 5 rounds: no failure."""
+    study = tmp_path / "cold.toml"
+    study.write_text('name = "cold"\nn_trials = 32\nalgorithm = "hyperband"\n'
+                     '[objective]\nname = "toy_objectives:make"\nmax_epochs = 3\n')
+    for round_ in range(5):
+        name, url = make_pg_database()
+        try:
+            procs = [subprocess.Popen([*optmpp_cmd(), "worker", str(study), "--storage", url, "-q", "--threads", "1"],
+                                      env=cli_env(), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                     for _ in range(16)]
+            errs = [p.communicate(timeout=300)[1] for p in procs]
+            codes = [p.returncode for p in procs]
+            assert codes == [0] * 16, (round_, [e[-500:] for e, c in zip(errs, codes) if c])
+            trials = load(url, "cold").trials
+            assert len(trials) == 32 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), round_
+        finally:
+            drop_pg_database(name)
+
+
+@pytest.mark.slow
+def test_a_worker_survives_its_connections_being_killed(tmp_path: Path) -> None:
+    """PostgreSQL terminates the worker's connections mid-study: it reconnects and goes on."""
+    import psycopg
+
+    name, url = make_pg_database()
+    try:
+        study = slow_study(tmp_path, "lost", n_trials=6)
+        proc = subprocess.Popen([*optmpp_cmd(), "worker", str(study), "--storage", url, "-v"],
+                                env=cli_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        wait_running(url, "lost")
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as con:
+            killed = con.execute(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            ).fetchone()[0]
+        assert killed >= 1
+        out, err = proc.communicate(timeout=180)
+        assert proc.returncode == 0, err[-3000:]
+        trials = load(url, "lost").trials
+        finished = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)]
+        assert len(finished) == 6, [(t.number, t.state.name, t.user_attrs.get("error")) for t in trials]
+        assert sum(t.state == TrialState.FAIL for t in trials) <= 1  # at most the trial in flight
+        assert not [t for t in trials if t.state == TrialState.RUNNING]
+    finally:
+        drop_pg_database(name)
