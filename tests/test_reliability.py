@@ -92,11 +92,14 @@ def test_run_interrupted_and_started_again_reaches_n_trials(tmp_path: Path) -> N
 
 @pytest.mark.slow
 def test_sixteen_workers_cold_start_on_an_empty_postgresql_database(tmp_path: Path) -> None:
-    """16 workers started at once against an empty database, 5 rounds: no failure."""
-    study = tmp_path / "cold.toml"
-    study.write_text('name = "cold"\nn_trials = 32\nalgorithm = "hyperband"\n'
-                     '[objective]\nname = "toy_objectives:make"\nmax_epochs = 3\n')
+    """16 workers started at once against an empty database, 5 rounds: no failure.
+
+    The first round is also the 16 workers x 10 trials parallel-invariants check."""
     for round_ in range(5):
+        n = 160 if round_ == 0 else 32
+        study = tmp_path / "cold.toml"
+        study.write_text(f'name = "cold"\nn_trials = {n}\nalgorithm = "hyperband"\n'
+                         '[objective]\nname = "toy_objectives:make"\nmax_epochs = 3\n')
         name, url = make_pg_database()
         try:
             procs = [subprocess.Popen([*optmpp_cmd(), "worker", str(study), "--storage", url, "-q", "--threads", "1"],
@@ -106,7 +109,13 @@ def test_sixteen_workers_cold_start_on_an_empty_postgresql_database(tmp_path: Pa
             codes = [p.returncode for p in procs]
             assert codes == [0] * 16, (round_, [e[-500:] for e, c in zip(errs, codes) if c])
             trials = load(url, "cold").trials
-            assert len(trials) == 32 and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), round_
+            assert len(trials) == n and all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), round_
+            assert sorted(t.number for t in trials) == list(range(n))
+            for t in trials:
+                steps = sorted(t.intermediate_values)
+                assert steps == list(range(1, len(steps) + 1)) and t.user_attrs["epochs"] == len(steps)
+                if t.state == TrialState.COMPLETE:
+                    assert len(steps) == 3
         finally:
             drop_pg_database(name)
 
