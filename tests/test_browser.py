@@ -59,7 +59,7 @@ def test_dashboard_in_chromium_while_a_worker_runs(browser, tmp_path: Path) -> N
 
     study_file = tmp_path / "live.toml"
     study_file.write_text(
-        'name = "live-study"\nn_trials = 10\nalgorithm = "hyperband"\n'
+        'name = "live-study"\nn_trials = 24\nalgorithm = "hyperband"\n'
         '[objective]\nname = "toy_objectives:make"\nmax_epochs = 6\nsleep = 0.25\n'
     )
     url = f"sqlite:///{tmp_path}/live.db"

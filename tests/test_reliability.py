@@ -34,10 +34,10 @@ def wait_running(url: str, name: str, timeout: float = 60) -> None:
     raise AssertionError("no trial started")
 
 
-def slow_study(tmp_path: Path, name: str, n_trials: int = 4) -> Path:
+def slow_study(tmp_path: Path, name: str, n_trials: int = 4, max_epochs: int = 6) -> Path:
     f = tmp_path / f"{name}.toml"
     f.write_text(f'name = "{name}"\nn_trials = {n_trials}\nalgorithm = "random"\n'
-                 '[objective]\nname = "toy_objectives:make"\nmax_epochs = 6\nsleep = 0.4\n')
+                 f'[objective]\nname = "toy_objectives:make"\nmax_epochs = {max_epochs}\nsleep = 0.4\n')
     return f
 
 
@@ -58,7 +58,7 @@ def test_nan_results_fail_with_the_reason(sqlite_url: str) -> None:
 @pytest.mark.slow
 def test_sigterm_fails_the_running_trial_and_exits_0(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/t.db"
-    proc = subprocess.Popen([*optmpp_cmd(), "worker", str(slow_study(tmp_path, "term")), "--storage", url, "-q"],
+    proc = subprocess.Popen([*optmpp_cmd(), "worker", str(slow_study(tmp_path, "term", max_epochs=20)), "--storage", url, "-q"],
                             env=cli_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_running(url, "term")
     proc.send_signal(signal.SIGTERM)
@@ -73,7 +73,7 @@ def test_sigterm_fails_the_running_trial_and_exits_0(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_run_interrupted_and_started_again_reaches_n_trials(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/r.db"
-    study = slow_study(tmp_path, "again", n_trials=6)
+    study = slow_study(tmp_path, "again", n_trials=4, max_epochs=12)
     proc = subprocess.Popen([*optmpp_cmd(), "run", str(study), "--storage", url, "--workers", "2", "-q"],
                             env=cli_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_running(url, "again")
@@ -86,7 +86,7 @@ def test_run_interrupted_and_started_again_reaches_n_trials(tmp_path: Path) -> N
                            env=cli_env(), cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0, again.stderr[-2000:]
     trials = load(url, "again").trials
-    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 6
+    assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials) == 4
     assert not [t for t in trials if t.state == TrialState.RUNNING]
 
 
