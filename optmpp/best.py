@@ -14,6 +14,7 @@ trains that model directly, without a storage.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import inspect
 import json
 import platform
@@ -188,8 +189,8 @@ def retrain_best(
             "study": config.name,
             "objective": config.objective.name,
             "objective_options": json.loads(json.dumps(
-                __import__("dataclasses").asdict(options) if options is not None and
-                __import__("dataclasses").is_dataclass(options) else config.objective.options, default=str)),
+                dataclasses.asdict(options) if dataclasses.is_dataclass(options) else config.objective.options,
+                default=str)),
             "trial": trial_number,
             "params": params,
             "epochs": epochs,

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from optmpp.data import DataError, read_csv_rows
+from optmpp.data import DataError, column_indices, parse_numeric_rows, read_csv_rows
 
 __all__ = ["load_model_card", "predict_file"]
 
@@ -37,8 +37,8 @@ def _load_model(model_dir: Path, card: dict[str, Any]) -> Any:
     if card.get("framework") == "keras":
         from optmpp.objectives.keras_common import import_keras
 
-        keras = import_keras()
-        return lambda x: np.asarray(keras.models.load_model(path).predict(x, verbose=0, batch_size=4096)).reshape(-1)
+        model = import_keras().models.load_model(path)
+        return lambda x: np.asarray(model.predict(x, verbose=0, batch_size=4096)).reshape(-1)
     if card.get("framework") == "sklearn":
         import pickle
 
@@ -50,33 +50,12 @@ def _load_model(model_dir: Path, card: dict[str, Any]) -> Any:
 
 def _tabular_inputs(card: dict[str, Any], header: list[str], rows: list[tuple[int, list[str]]], path: Path) -> np.ndarray:
     features = card["features"]
-    missing = [c for c in features if c not in header]
-    if missing:
-        raise DataError(
-            f"{path}: missing column(s) {', '.join(repr(c) for c in missing)} that the model needs; "
-            f"it needs: {', '.join(repr(c) for c in features)}"
-        )
-    idx = [header.index(c) for c in features]
-    X, bad = [], []
-    for line, row in rows:
-        values = []
-        for col, i in zip(features, idx):
-            cell = row[i].strip() if i < len(row) else ""
-            try:
-                v = float(cell)
-                if not np.isfinite(v):
-                    raise ValueError
-                values.append(v)
-            except ValueError:
-                bad.append(f"line {line}: {'missing' if not cell else f'non-numeric {cell!r}'} value in {col!r}")
-                break
-        else:
-            X.append(values)
+    index = column_indices(path, header, features, why=" that the model needs")
+    X, _, bad = parse_numeric_rows(rows, features, index)
     if bad:
-        raise DataError(f"{path}: {len(bad)} bad row(s): " + "; ".join(bad[:10]))
-    X = np.asarray(X, dtype=float)
+        raise DataError(f"{path}: {len(bad)} bad row(s): " + "; ".join(f"line {ln}: {p}" for ln, p in bad[:10]))
     mean, scale = np.asarray(card["x_scaler"]["mean"]), np.asarray(card["x_scaler"]["scale"])
-    return ((X - mean) / scale).astype(np.float32)
+    return ((np.asarray(X, dtype=float) - mean) / scale).astype(np.float32)
 
 
 def _smiles_inputs(card: dict[str, Any], header: list[str], rows: list[tuple[int, list[str]]], path: Path, smiles_column: str | None) -> np.ndarray:

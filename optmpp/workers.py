@@ -67,10 +67,6 @@ def _stderr(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
-def _quiet(msg: str) -> None:
-    pass
-
-
 # --------------------------------------------------------------------------------------
 # study preparation
 
@@ -273,11 +269,14 @@ def _pop_waiting(study: optuna.Study) -> int | None:
     return None
 
 
+def _thread_vars(n: int) -> dict[str, str]:
+    """Environment that limits BLAS/OpenMP/TensorFlow to ``n`` threads (1 inter-op thread)."""
+    return {**{var: str(n) for var in THREAD_ENV}, "TF_NUM_INTEROP_THREADS": "1"}
+
+
 def limit_threads(n: int) -> None:
     """Limit this process's BLAS/OpenMP threads (and TensorFlow's, if imported later)."""
-    for var in THREAD_ENV:
-        os.environ[var] = str(n)
-    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    os.environ.update(_thread_vars(n))
     try:
         from threadpoolctl import threadpool_limits
 
@@ -545,10 +544,9 @@ def _worker_main(
 
 @contextlib.contextmanager
 def _thread_env(threads: int) -> Iterator[None]:
-    old = {v: os.environ.get(v) for v in (*THREAD_ENV, "TF_NUM_INTEROP_THREADS")}
-    for v in THREAD_ENV:
-        os.environ[v] = str(threads)
-    os.environ["TF_NUM_INTEROP_THREADS"] = "1"
+    new = _thread_vars(threads)
+    old = {v: os.environ.get(v) for v in new}
+    os.environ.update(new)
     try:
         yield
     finally:

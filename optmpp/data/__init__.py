@@ -187,28 +187,26 @@ def raise_bad_rows(path: Path, bad: Sequence[tuple[int, str]]) -> None:
     )
 
 
-def load_numeric_table(
-    path: Path, features: Sequence[str], target: str, on_bad_rows: str = "error"
-) -> Table:
-    """Read ``features`` and ``target`` as floats.
-
-    Rows with a missing or non-numeric value are an error naming them (``on_bad_rows =
-    "error"``) or are dropped and listed (``"drop"``). Fully blank rows are always skipped.
-    """
-    header, rows = read_csv_rows(path)
-    wanted = list(features) + [target]
-    missing = [c for c in wanted if c not in header]
+def column_indices(path: Path, header: Sequence[str], columns: Sequence[str], why: str = "") -> list[int]:
+    """Positions of ``columns`` in ``header``; a ``DataError`` listing the missing ones."""
+    missing = [c for c in columns if c not in header]
     if missing:
         raise DataError(
-            f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; "
+            f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}{why}; "
             f"the file has: {', '.join(repr(h) for h in header)}"
         )
-    index = [header.index(c) for c in wanted]
+    return [list(header).index(c) for c in columns]
+
+
+def parse_numeric_rows(
+    rows: Sequence[tuple[int, list[str]]], columns: Sequence[str], index: Sequence[int]
+) -> tuple[list[list[float]], list[int], list[tuple[int, str]]]:
+    """Each row's ``columns`` (at ``index``) as floats: (values, their line numbers, bad rows)."""
     values, lines, bad = [], [], []
     for line, row in rows:
-        parsed = []
+        parsed: list[float] = []
         problem = None
-        for col, i in zip(wanted, index):
+        for col, i in zip(columns, index):
             cell = row[i].strip() if i < len(row) else ""
             if not cell:
                 problem = f"missing value in {col!r}"
@@ -224,9 +222,23 @@ def load_numeric_table(
             parsed.append(v)
         if problem:
             bad.append((line, problem))
-            continue
-        values.append(parsed)
-        lines.append(line)
+        else:
+            values.append(parsed)
+            lines.append(line)
+    return values, lines, bad
+
+
+def load_numeric_table(
+    path: Path, features: Sequence[str], target: str, on_bad_rows: str = "error"
+) -> Table:
+    """Read ``features`` and ``target`` as floats.
+
+    Rows with a missing or non-numeric value are an error naming them (``on_bad_rows =
+    "error"``) or are dropped and listed (``"drop"``). Fully blank rows are always skipped.
+    """
+    header, rows = read_csv_rows(path)
+    wanted = list(features) + [target]
+    values, lines, bad = parse_numeric_rows(rows, wanted, column_indices(path, header, wanted))
     if bad and on_bad_rows != "drop":
         raise_bad_rows(path, bad)
     if not values:

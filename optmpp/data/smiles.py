@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from optmpp.data import DataError, raise_bad_rows, read_csv_rows, sha256_of
+from optmpp.data import DataError, column_indices, raise_bad_rows, read_csv_rows, sha256_of
 
 __all__ = [
     "PAPER_MAX_LENGTH",
@@ -188,13 +188,7 @@ def load_smiles_table(
     ``tokens``, fitted on the valid rows).
     """
     header, rows = read_csv_rows(path)
-    missing = [c for c in (smiles_column, target) if c not in header]
-    if missing:
-        raise DataError(
-            f"{path}: missing column(s) {', '.join(repr(c) for c in missing)}; "
-            f"the file has: {', '.join(repr(h) for h in header)}"
-        )
-    si, ti = header.index(smiles_column), header.index(target)
+    si, ti = column_indices(path, header, (smiles_column, target))
     ni = header.index(name_column) if name_column and name_column in header else (0 if si != 0 else None)
     parsed: list[tuple[int, str, float, str]] = []
     bad: list[tuple[int, str]] = []

@@ -23,6 +23,7 @@ Optional attributes: ``direction`` (``"minimize"``, the default, or ``"maximize"
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
@@ -33,7 +34,7 @@ from optmpp._tables import build_dataclass
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["Evaluation", "Objective", "parse_options", "regression_metrics"]
+__all__ = ["Evaluation", "Objective", "parse_options", "regression_metrics", "report_epoch", "scaled_and_unit_metrics"]
 
 T = TypeVar("T")
 
@@ -80,3 +81,33 @@ def regression_metrics(y_true: np.ndarray, y_pred: np.ndarray) -> dict[str, floa
         "rmse": float(np.sqrt(mse)),
         "r2": float(r2_score(y_true, y_pred)),
     }
+
+
+def scaled_and_unit_metrics(
+    y_scaled: np.ndarray, pred_scaled: np.ndarray, y_scale: tuple[float, float], y_true: np.ndarray
+) -> tuple[dict[str, float], np.ndarray]:
+    """Metrics on the standardised target plus ``*_units`` ones after undoing the scaling.
+
+    ``y_scale`` is the target scaler's (mean, std). Returns the metrics and the predictions in
+    the target's units.
+    """
+    mean, std = y_scale
+    y_pred = np.asarray(pred_scaled, dtype=float).ravel() * std + mean
+    metrics = regression_metrics(y_scaled, pred_scaled)
+    metrics.update({f"{k}_units": v for k, v in regression_metrics(y_true, y_pred).items()})
+    return metrics, y_pred
+
+
+def report_epoch(trial: optuna.Trial, epoch: int, val_loss: float) -> None:
+    """The prunable objective's per-epoch duty: check, report at step = epoch, prune if told.
+
+    Raises ``FloatingPointError`` for a non-finite loss and ``optuna.TrialPruned`` when the
+    pruner stops the trial.
+    """
+    import optuna
+
+    if not math.isfinite(val_loss):
+        raise FloatingPointError(f"validation loss is {val_loss} at epoch {epoch}")
+    trial.report(val_loss, epoch)
+    if trial.should_prune():
+        raise optuna.TrialPruned(f"pruned after epoch {epoch} (val loss {val_loss:.5g})")

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from optmpp.objectives.base import report_epoch
+
 if TYPE_CHECKING:
     import optuna
 
@@ -75,7 +77,6 @@ class TrainResult:
     train_loss: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     seconds: float = 0.0
-    pruned: bool = False
 
 
 def mse(model: Any, x: np.ndarray, y: np.ndarray, batch: int = 4096) -> float:
@@ -105,7 +106,6 @@ def train_epochs(
     of the epoch with the lowest validation loss are restored at the end. A non-finite loss
     stops training with ``FloatingPointError``.
     """
-    import optuna
 
     keras = import_keras()
     result = TrainResult()
@@ -126,17 +126,14 @@ def train_epochs(
             val = mse(model, x_val, y_val)
             result.val_loss.append(val)
             result.last_val = val
-            if not math.isfinite(val):
-                raise FloatingPointError(f"validation loss is {val} at epoch {step}")
             if val < result.best_val:
                 result.best_val, result.best_epoch = val, step
                 if restore_best:
                     best_weights = [w.copy() for w in model.get_weights()]
             if trial is not None:
-                trial.report(val, step)
-                if trial.should_prune():
-                    result.pruned = True
-                    raise optuna.TrialPruned(f"pruned after epoch {step} (val loss {val:.5g})")
+                report_epoch(trial, step, val)
+            elif not math.isfinite(val):
+                raise FloatingPointError(f"validation loss is {val} at epoch {step}")
 
     try:
         model.fit(
@@ -206,7 +203,6 @@ class KerasRegressionObjective:
         return cache[which]
 
     def __call__(self, trial: optuna.Trial) -> float:
-        import optuna
 
         params = self.suggest(trial)
         net = self.fast_net(params)
@@ -217,11 +213,7 @@ class KerasRegressionObjective:
         def on_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
             nonlocal epochs_done
             epochs_done = epoch
-            if not math.isfinite(val_loss):
-                raise FloatingPointError(f"validation loss is {val_loss} at epoch {epoch}")
-            trial.report(val_loss, epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after epoch {epoch} (val loss {val_loss:.5g})")
+            report_epoch(trial, epoch, val_loss)
 
         try:
             result = self._trainer("tune").train(
@@ -251,7 +243,7 @@ class KerasRegressionObjective:
 
     def evaluate(self, params: dict[str, Any], seed: int = 0, epochs: int | None = None) -> Any:
         """Retrain on train + validation for ``epochs`` (default: max) and score the test part."""
-        from optmpp.objectives.base import Evaluation, regression_metrics
+        from optmpp.objectives.base import Evaluation, scaled_and_unit_metrics
 
         epochs = epochs or self.options.max_epochs
         fit_idx = np.concatenate([self.split["train"], self.split["val"]])
@@ -273,11 +265,8 @@ class KerasRegressionObjective:
         if net is not None:
             fast = trainer.predict(net, self.inputs[test])
             extra["max_abs_diff_fast_vs_keras"] = float(np.max(np.abs(fast - pred)))
-        metrics = regression_metrics(self.y[test], pred)
-        mean, std = self.y_scale
-        y_pred = pred * std + mean
         y_true = self.y_raw[test]
-        metrics.update({f"{k}_units": v for k, v in regression_metrics(y_true, y_pred).items()})
+        metrics, y_pred = scaled_and_unit_metrics(self.y[test], pred, self.y_scale, y_true)
         return Evaluation(metrics=metrics, model=model, y_true=y_true, y_pred=y_pred, extra=extra)
 
     def predictor_meta(self) -> dict[str, Any]:  # pragma: no cover - abstract

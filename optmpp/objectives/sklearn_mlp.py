@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from optmpp.objectives.base import Evaluation, parse_options, regression_metrics
+from optmpp.objectives.base import Evaluation, parse_options, report_epoch, scaled_and_unit_metrics
 from optmpp.objectives.tabular import TabularData, TabularDataOptions
 
 if TYPE_CHECKING:
@@ -62,7 +62,6 @@ class MLPObjective:
         self.data = TabularData(options)
         self.table, self.split = self.data.table, self.data.split
         self.X, self.y = self.data.inputs, self.data.y
-        self.y_scaler = self.data.y_scaler
 
     def describe(self) -> str:
         return self.data.describe()
@@ -99,7 +98,6 @@ class MLPObjective:
             model.partial_fit(self.X[idx], self.y[idx])
 
     def __call__(self, trial: optuna.Trial) -> float:
-        import optuna
 
         params = self.suggest(trial)
         model = self._model(params, seed=trial.number)
@@ -112,11 +110,7 @@ class MLPObjective:
                 epochs = epoch
                 pred = model.predict(self.X[val])
                 loss = float(np.mean((pred - self.y[val]) ** 2))
-                if not np.isfinite(loss):
-                    raise FloatingPointError(f"validation loss is {loss} after epoch {epoch}")
-                trial.report(loss, epoch)
-                if trial.should_prune():
-                    raise optuna.TrialPruned(f"pruned after epoch {epoch} (val loss {loss:.5g})")
+                report_epoch(trial, epoch, loss)
         finally:
             trial.set_user_attr("epochs", epochs)
         return loss
@@ -128,11 +122,8 @@ class MLPObjective:
         for _ in range(epochs or self.options.max_epochs):
             self._epoch(model, fit_idx)
         test = self.split["test"]
-        pred = model.predict(self.X[test])
-        metrics = regression_metrics(self.y[test], pred)
-        y_true = self.table.y[test]
-        y_pred = self.y_scaler.inverse_transform(pred.reshape(-1, 1)).ravel()
-        metrics.update({f"{k}_units": v for k, v in regression_metrics(y_true, y_pred).items()})
+        y_true = self.data.y_raw[test]
+        metrics, y_pred = scaled_and_unit_metrics(self.y[test], model.predict(self.X[test]), self.data.y_scale, y_true)
         return Evaluation(metrics=metrics, model=model, y_true=y_true, y_pred=y_pred)
 
 
