@@ -25,6 +25,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from optmpp import __version__
 from optmpp.config import ConfigError, StudyConfig
 from optmpp.objectives import make_objective
@@ -50,9 +52,11 @@ class BestResult:
     seconds: float = 0.0
     target: str = "target"
     scaled: bool = True  # False: the model is trained on the target in its units
+    predictions: list[tuple[list[float], list[float]]] = field(default_factory=list)  # (true, pred) per seed
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
+        d.pop("predictions")
         d["out_dir"] = str(self.out_dir) if self.out_dir else None
         return d
 
@@ -108,7 +112,7 @@ def _best_trial(config: StudyConfig, storage_url: str) -> Any:
     return pick(complete, key=lambda t: t.value)
 
 
-def _parity_plot(path: Path, y_true: Any, y_pred: Any, title: str, label: str) -> None:
+def parity_plot(path: Path, y_true: Any, y_pred: Any, title: str, label: str) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -137,8 +141,13 @@ def retrain_best(
     out_dir: str | Path | None = None,
     save: bool = True,
     log: Callable[[str], None] = print,
+    first_seed: int = 0,
 ) -> BestResult:
-    """Retrain the best trial of ``config``'s study (or its fixed baseline model)."""
+    """Retrain the best trial of ``config``'s study (or its fixed baseline model).
+
+    Seeds ``first_seed`` .. ``first_seed + seeds - 1``; with ``save``, the first seed's model,
+    its metadata, the metrics and a parity plot are written to ``out_dir``.
+    """
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
     t0 = time.monotonic()
@@ -162,7 +171,8 @@ def retrain_best(
         log(f"{config.name}: best trial {trial_number} (value {trial.value:.6g}), retraining for {epochs} epochs")
     accepts_epochs = "epochs" in inspect.signature(evaluate).parameters
     evaluations = []
-    for seed in range(seeds):
+    seed_list = list(range(first_seed, first_seed + seeds))
+    for seed in seed_list:
         kwargs = {"epochs": epochs} if accepts_epochs and epochs else {}
         t = time.monotonic()
         ev = evaluate(params, seed=seed, **kwargs)
@@ -173,7 +183,11 @@ def retrain_best(
     keys = list(per_seed[0])
     mean = {k: statistics.fmean(m[k] for m in per_seed) for k in keys}
     std = {k: (statistics.stdev(m[k] for m in per_seed) if len(per_seed) > 1 else 0.0) for k in keys}
-    result = BestResult(config.name, trial_number, params, epochs, list(range(seeds)), per_seed, mean, std, None)
+    result = BestResult(config.name, trial_number, params, epochs, seed_list, per_seed, mean, std, None)
+    result.predictions = [
+        (np.asarray(ev.y_true, float).ravel().tolist(), np.asarray(ev.y_pred, float).ravel().tolist())
+        for ev in evaluations if ev.y_true is not None and ev.y_pred is not None
+    ]
     table = getattr(objective, "table", None)
     result.target = str(getattr(table, "target", None) or getattr(getattr(objective, "options", None), "target", "target"))
     result.scaled = tuple(getattr(objective, "y_scale", (None, None))) != (0.0, 1.0)
@@ -194,7 +208,7 @@ def retrain_best(
             "trial": trial_number,
             "params": params,
             "epochs": epochs,
-            "seed_of_saved_model": 0,
+            "seed_of_saved_model": first_seed,
             "test_metrics": first.metrics,
             "versions": {"optmpp": __version__, "python": platform.python_version()},
         })
@@ -203,7 +217,7 @@ def retrain_best(
         with open(out / "metrics.csv", "w", newline="") as fh:
             w = csv.writer(fh)
             w.writerow(["seed", *keys])
-            for seed, m in enumerate(per_seed):
+            for seed, m in zip(seed_list, per_seed):
                 w.writerow([seed, *(m[k] for k in keys)])
             w.writerow(["mean", *(mean[k] for k in keys)])
             w.writerow(["std", *(std[k] for k in keys)])
@@ -213,8 +227,8 @@ def retrain_best(
         if first.y_true is not None and first.y_pred is not None:
             m = first.metrics
             r2, rmse = m.get("r2_units", m.get("r2")), m.get("rmse_units", m.get("rmse"))
-            title = f"{config.name}: test R² {r2:.4f}, RMSE {rmse:.4g} (seed 0)"
-            _parity_plot(out / "parity.png", first.y_true, first.y_pred, title, card.get("target", "y"))
+            title = f"{config.name}: test R² {r2:.4f}, RMSE {rmse:.4g} (seed {first_seed})"
+            parity_plot(out / "parity.png", first.y_true, first.y_pred, title, card.get("target", "y"))
             result.files.append("parity.png")
     result.seconds = time.monotonic() - t0
     return result

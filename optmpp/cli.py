@@ -174,6 +174,44 @@ def cmd_status(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _print_report(args: argparse.Namespace, result: dict[str, Any]) -> None:
+    if args.json:
+        print(json.dumps({k: result[k] for k in ("out_dir", "files", "rows", "facts")}, indent=2, default=str))
+        return
+    print(result["table"])
+    print(f"written to {result['out_dir']}/: {', '.join(result['files'])}")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from optmpp.compare import load_compare_config, run_compare
+    from optmpp.storage import resolve_storage_url
+
+    config = load_compare_config(args.comparison)
+    url = resolve_storage_url(args.storage, config.storage)
+    if args.seeds is not None and args.seeds < 1:
+        from optmpp.config import ConfigError
+
+        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    result = run_compare(config, url, workers=args.workers, seeds=args.seeds, out_dir=args.out,
+                         retrain=not args.no_retrain, threads=args.threads, log=log,
+                         show_progress=not args.quiet)
+    _print_report(args, result)
+    return EXIT_OK
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from optmpp.compare import report
+    from optmpp.storage import resolve_storage_url
+
+    url = resolve_storage_url(args.storage_url)
+    log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
+    out = args.out or f"runs/report/{args.title or args.studies[0]}"
+    result = report(url, args.studies, out, title=args.title, retrain=not args.no_retrain, log=log)
+    _print_report(args, result)
+    return EXIT_OK
+
+
 def cmd_algorithms(args: argparse.Namespace) -> int:
     from optmpp.algorithms import ALGORITHMS
 
@@ -297,6 +335,26 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("--out", help="output directory (default runs/plots/<study>)")
     pl.set_defaults(func=cmd_plots)
 
+    c = sub.add_parser("compare", help="the paper's comparison: every algorithm, one budget, seeds; table + figures")
+    c.add_argument("comparison", help="comparison file (TOML): objective, algorithms, budget, seeds")
+    common(c, storage_help)
+    c.add_argument("--workers", type=int, help="worker processes per study (default: the file's)")
+    c.add_argument("--seeds", type=int, help="studies per algorithm (default: the file's)")
+    c.add_argument("--threads", type=int, help="threads per worker (default: cores / workers)")
+    c.add_argument("--out", help="output directory (default runs/compare/<name>)")
+    c.add_argument("--no-retrain", action="store_true", help="skip retraining the best trials (no test metrics)")
+    c.set_defaults(func=cmd_compare)
+
+    rp = sub.add_parser("report", help="comparison table and figures of existing studies (any storage)")
+    rp.add_argument("storage_url", help="storage URL holding the studies")
+    rp.add_argument("studies", nargs="+", help="study names; studies of one algorithm are seeds of one row")
+    rp.add_argument("--out", help="output directory (default runs/report/<title or first study>)")
+    rp.add_argument("--title", help="title of the table and figures")
+    rp.add_argument("--no-retrain", action="store_true", help="skip retraining the best trials (no test metrics)")
+    rp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
+    rp.add_argument("--json", action="store_true", help="print the table as JSON")
+    rp.set_defaults(func=cmd_report)
+
     st = sub.add_parser("status", help="studies in a storage: trials by state, best value, workers, epochs")
     st.add_argument("study", nargs="?", help="a study name (default: all studies)")
     st.add_argument("--storage", help=storage_help)
@@ -337,7 +395,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.data_dir:
         os.environ["OPTMPP_DATA_DIR"] = args.data_dir
-    url_hint = getattr(args, "storage", None) or os.environ.get("OPTMPP_STORAGE")
+    url_hint = getattr(args, "storage", None) or getattr(args, "storage_url", None) or os.environ.get("OPTMPP_STORAGE")
     try:
         return int(args.func(args))
     except (ConfigError, DataError) as exc:

@@ -33,6 +33,9 @@ class Progress:
         bar: draw a bar rewritten in place (default: when ``stream`` is a TTY); otherwise a new
             line is written whenever the counts change (and at least every ``heartbeat_s``).
         finished_at_start: trials already finished before this run (for the time estimate).
+        epoch_budget: when the budget is epochs consumed rather than trials, the bar and the
+            estimate follow epochs.
+        label: shown at the start of the line (e.g. which study of a comparison).
     """
 
     def __init__(
@@ -43,7 +46,12 @@ class Progress:
         finished_at_start: int = 0,
         heartbeat_s: float = 60.0,
         width: int = 24,
+        epoch_budget: int | None = None,
+        label: str = "",
     ) -> None:
+        self.epoch_budget = epoch_budget
+        self.label = label
+        self._epochs_at_start: int | None = None
         self.n_trials = n_trials
         self.stream = stream or sys.stderr
         self.bar = self.stream.isatty() if bar is None else bar
@@ -57,18 +65,31 @@ class Progress:
 
     def render(self, counts: dict[str, int], best: float | None, epochs: int, elapsed: float) -> str:
         done = counts.get("finished", 0)
-        frac = min(1.0, done / self.n_trials) if self.n_trials else 1.0
+        left = ""
+        if self.epoch_budget:
+            if self._epochs_at_start is None:
+                self._epochs_at_start = epochs
+            frac = min(1.0, epochs / self.epoch_budget)
+            new = epochs - self._epochs_at_start
+            if 0 < new and epochs < self.epoch_budget:
+                left = f", ~{format_duration(elapsed / new * (self.epoch_budget - epochs))} left"
+            trials_s = f"{done} finished"
+            epochs_s = f"{epochs}/{self.epoch_budget} epochs"
+        else:
+            frac = min(1.0, done / self.n_trials) if self.n_trials else 1.0
+            new = done - self.finished_at_start
+            if 0 < new and done < self.n_trials:
+                left = f", ~{format_duration(elapsed / new * (self.n_trials - done))} left"
+            trials_s = f"{done}/{self.n_trials} finished"
+            epochs_s = f"{epochs} epochs"
         filled = int(round(frac * self.width))
         bar = "#" * filled + "." * (self.width - filled)
-        new = done - self.finished_at_start
-        left = ""
-        if 0 < new and done < self.n_trials:
-            left = f", ~{format_duration(elapsed / new * (self.n_trials - done))} left"
         best_s = "-" if best is None else f"{best:.5g}"
+        label = f"{self.label} " if self.label else ""
         return (
-            f"[{bar}] {done}/{self.n_trials} finished ({counts.get('complete', 0)} complete, "
+            f"{label}[{bar}] {trials_s} ({counts.get('complete', 0)} complete, "
             f"{counts.get('pruned', 0)} pruned, {counts.get('fail', 0)} failed), "
-            f"{counts.get('running', 0)} running | best {best_s} | {epochs} epochs | "
+            f"{counts.get('running', 0)} running | best {best_s} | {epochs_s} | "
             f"{format_duration(elapsed)} elapsed{left}"
         )
 

@@ -114,13 +114,30 @@ def _counts(study: optuna.Study) -> dict[str, int]:
     return counts
 
 
-def top_up_queue(study: optuna.Study, n_trials: int) -> int:
+def epochs_consumed(trials: list[Any]) -> int:
+    """Epochs trained by ``trials``: finished ones as recorded, running ones as reported so far."""
+    from optuna.trial import TrialState
+
+    total = 0
+    for t in trials:
+        if t.state == TrialState.RUNNING:
+            total += len(t.intermediate_values)
+        elif t.state != TrialState.WAITING:
+            total += int(t.user_attrs.get("epochs", len(t.intermediate_values)))
+    return total
+
+
+def top_up_queue(study: optuna.Study, n_trials: int, ahead: int | None = None) -> int:
     """Enqueue WAITING trials until finished + running + waiting = ``n_trials``.
 
-    Call under :func:`optmpp.storage.study_lock`. Returns the number of trials added.
+    With ``ahead`` (budgets in epochs or seconds, where ``n_trials`` is only a cap), at most
+    ``ahead`` trials are kept waiting. Call under :func:`optmpp.storage.study_lock`. Returns the
+    number of trials added.
     """
     c = _counts(study)
     need = n_trials - (c["finished"] + c["running"] + c["waiting"])
+    if ahead is not None:
+        need = min(need, ahead - c["waiting"])
     for _ in range(max(0, need)):
         study.enqueue_trial({})
     return max(0, need)
@@ -138,12 +155,17 @@ def fail_stale(study: optuna.Study) -> None:
 
 
 def prepare_study(
-    config: StudyConfig, storage_url: str, n_trials: int | None = None, log: Log = _stderr
+    config: StudyConfig,
+    storage_url: str,
+    n_trials: int | None = None,
+    log: Log = _stderr,
+    ahead: int | None = None,
 ) -> tuple[optuna.Study, Any]:
     """Create or resume the study; refuse a resumed study whose configuration differs.
 
     Validates the objective (its options and data) before anything is written, and tops up
-    the trial queue to ``n_trials``. Returns the study and the objective.
+    the trial queue to ``n_trials`` (at most ``ahead`` waiting ones when given). Returns the
+    study and the objective.
 
     Raises:
         ConfigError: the study file, the objective options or the stored study disagree.
@@ -183,7 +205,7 @@ def prepare_study(
         study.set_user_attr(CONFIG_ATTR, {**config.to_dict(), **identity})
         study.set_user_attr(VERSIONS_ATTR, _versions())
         fail_stale(study)
-        added = top_up_queue(study, n_trials)
+        added = top_up_queue(study, n_trials, ahead)
     c = _counts(study)
     log(
         f"study {config.name!r} in {redact_url(storage_url)}: {c['finished']} finished, "
@@ -350,12 +372,19 @@ def run_worker(
     stop: threading.Event | None = None,
     on_trial: Callable[[optuna.Study], None] | None = None,
     verbose: bool = True,
+    epoch_budget: int | None = None,
+    queue_ahead: int | None = None,
 ) -> WorkerStats:
     """Run trials of the (prepared) study until it holds ``n_trials`` finished trials.
 
-    Stops also at ``timeout`` seconds, when ``stop`` is set, or after
-    ``reliability.max_consecutive_failures`` failed trials in a row.
+    Stops also at ``timeout`` seconds, when ``stop`` is set, after
+    ``reliability.max_consecutive_failures`` failed trials in a row, or, with
+    ``epoch_budget``, when the study's trials (running ones included) have consumed that many
+    epochs: no new trial starts, the one in flight finishes. With ``queue_ahead`` (or an epoch
+    budget), ``n_trials`` is only a cap and trials are queued a few at a time.
     """
+    if epoch_budget is not None and queue_ahead is None:
+        queue_ahead = 1
     if threads:
         limit_threads(threads)
     import optuna
@@ -394,11 +423,16 @@ def run_worker(
             if c["finished"] >= n_trials:
                 stats.stop_reason = f"the study holds {c['finished']} finished trials (n_trials={n_trials})"
                 break
+            if epoch_budget is not None:
+                used = epochs_consumed(study.get_trials(deepcopy=False))
+                if used >= epoch_budget:
+                    stats.stop_reason = f"the study's trials consumed {used} epochs (budget {epoch_budget})"
+                    break
             trial_id = _pop_waiting(study)
             if trial_id is None:
                 with study_lock(storage_url, config.name):
                     fail_stale(study)
-                    added = top_up_queue(study, n_trials)
+                    added = top_up_queue(study, n_trials, queue_ahead)
                 if not added:
                     time.sleep(idle_sleep)  # others' trials are running; one may fail and be re-queued
                     idle_sleep = min(5.0, idle_sleep * 1.5)
@@ -507,7 +541,7 @@ def summarize_study(study: optuna.Study, n_trials: int, wall_time_s: float, stop
         best_value=None if best is None else best.value,
         best_params={} if best is None else dict(best.params),
         best_number=None if best is None else best.number,
-        epochs=sum(int(t.user_attrs.get("epochs", 0)) for t in trials),
+        epochs=epochs_consumed(trials),
         wall_time_s=wall_time_s,
         stop_reasons=list(stop_reasons or []),
     )
@@ -522,6 +556,8 @@ def _worker_main(
     threads: int,
     verbose: bool,
     queue: Any,
+    epoch_budget: int | None = None,
+    queue_ahead: int | None = None,
 ) -> None:
     """Entry point of a spawned worker process."""
     stop = threading.Event()
@@ -533,7 +569,8 @@ def _worker_main(
     try:
         stats = run_worker(
             config, storage_url, worker_index=index, n_trials=n_trials, timeout=timeout,
-            threads=threads, log=_stderr, stop=stop, verbose=verbose,
+            threads=threads, log=_stderr, stop=stop, verbose=verbose, epoch_budget=epoch_budget,
+            queue_ahead=queue_ahead,
         )
         queue.put((index, "ok", stats.stop_reason))
     except KeyboardInterrupt:
@@ -573,14 +610,25 @@ def run_study(
     verbose_workers: bool = False,
     poll_s: float = 2.0,
     show_progress: bool = False,
+    epoch_budget: int | None = None,
+    progress_label: str = "",
+    queue_ahead: int | None = None,
 ) -> StudySummary:
-    """Prepare the study and run ``workers`` spawned worker processes until its budget is met."""
+    """Prepare the study and run ``workers`` spawned worker processes until its budget is met.
+
+    The budget is ``n_trials`` finished trials, or with ``epoch_budget`` the epochs consumed by
+    all trials (``n_trials`` is then only a cap; trials are queued one at a time), whichever
+    comes first, and ``timeout`` seconds for this invocation. With ``queue_ahead`` (implied by
+    an epoch budget), ``n_trials`` is only a cap and at most that many trials wait queued.
+    """
     workers = workers or config.workers
     n_trials = n_trials or config.n_trials
     timeout = timeout if timeout is not None else config.timeout
     threads = threads or default_threads(workers)
     t0 = time.monotonic()
-    study, _ = prepare_study(config, storage_url, n_trials, log=log)
+    if epoch_budget is not None and queue_ahead is None:
+        queue_ahead = workers
+    study, _ = prepare_study(config, storage_url, n_trials, log=log, ahead=queue_ahead)
     log(f"starting {workers} worker process(es), {threads} thread(s) each")
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
@@ -588,7 +636,7 @@ def run_study(
         procs = [
             ctx.Process(
                 target=_worker_main,
-                args=(config, storage_url, i, n_trials, timeout, threads, verbose_workers, queue),
+                args=(config, storage_url, i, n_trials, timeout, threads, verbose_workers, queue, epoch_budget, queue_ahead),
                 name=f"optmpp-worker-{i}",
             )
             for i in range(workers)
@@ -600,7 +648,8 @@ def run_study(
     if show_progress:
         from optmpp.progress import Progress
 
-        progress = Progress(n_trials, finished_at_start=_counts(study)["finished"])
+        progress = Progress(n_trials, finished_at_start=_counts(study)["finished"],
+                            epoch_budget=epoch_budget, label=progress_label)
     try:
         while any(p.is_alive() for p in procs):
             time.sleep(poll_s)
@@ -647,7 +696,7 @@ def snapshot(study: optuna.Study) -> tuple[dict[str, int], float | None, int]:
     if complete:
         pick = min if study.direction.name == "MINIMIZE" else max
         best = pick(complete, key=lambda t: t.value).value
-    return counts, best, sum(int(t.user_attrs.get("epochs", 0)) for t in trials)
+    return counts, best, epochs_consumed(trials)
 
 
 def storage_status(storage_url: str, study_name: str | None = None, recent_s: float = 300.0) -> list[dict[str, Any]]:
@@ -692,7 +741,7 @@ def storage_status(storage_url: str, study_name: str | None = None, recent_s: fl
             "counts": counts,
             "best_value": None if best is None else best.value,
             "best_trial": None if best is None else best.number,
-            "epochs": sum(int(t.user_attrs.get("epochs", 0)) for t in trials),
+            "epochs": epochs_consumed(trials),
             "workers_recent": sorted(recent),
         })
     return out

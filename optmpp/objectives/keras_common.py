@@ -143,6 +143,7 @@ def train_epochs(
         result.seconds = time.perf_counter() - t0
         if trial is not None:
             trial.set_user_attr("epochs", result.epochs)
+            trial.set_user_attr("train_loss", [round(v, 7) for v in result.train_loss])
             if result.best_epoch:
                 trial.set_user_attr("best_epoch", result.best_epoch)
     if restore_best and best_weights is not None:
@@ -209,10 +210,12 @@ class KerasRegressionObjective:
         if net is None:
             return self._call_keras(trial, params)
         epochs_done = 0
+        train_losses: list[float] = []
 
         def on_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
             nonlocal epochs_done
             epochs_done = epoch
+            train_losses.append(round(float(train_loss), 7))
             report_epoch(trial, epoch, val_loss)
 
         try:
@@ -221,6 +224,7 @@ class KerasRegressionObjective:
             )
         finally:
             trial.set_user_attr("epochs", epochs_done)
+            trial.set_user_attr("train_loss", train_losses)
         trial.set_user_attr("best_epoch", result["best_epoch"])
         return result["best_val"] if self.options.restore_best else result["val_loss"][-1]
 

@@ -104,15 +104,19 @@ class MLPObjective:
         train, val = self.split["train"], self.split["val"]
         loss = float("nan")
         epochs = 0
+        train_losses: list[float] = []
         try:
             for epoch in range(1, self.options.max_epochs + 1):
                 self._epoch(model, train)
                 epochs = epoch
+                fit = model.predict(self.X[train])
+                train_losses.append(round(float(np.mean((fit - self.y[train]) ** 2)), 7))
                 pred = model.predict(self.X[val])
                 loss = float(np.mean((pred - self.y[val]) ** 2))
                 report_epoch(trial, epoch, loss)
         finally:
             trial.set_user_attr("epochs", epochs)
+            trial.set_user_attr("train_loss", train_losses)
         return loss
 
     def evaluate(self, params: dict[str, Any], seed: int = 0, epochs: int | None = None) -> Evaluation:
