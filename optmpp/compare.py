@@ -652,8 +652,8 @@ def report(
 # compare: run what is missing, then report
 
 
-def _study_done(config: StudyConfig, budget: Budget, url: str) -> tuple[bool, float]:
-    """(budget reached, tuning seconds so far) of a study, read from the storage."""
+def _study_done(config: StudyConfig, budget: Budget, url: str) -> tuple[bool, float, int]:
+    """(budget reached, tuning seconds so far, finished trials) of a study, from the storage."""
     import optuna
 
     from optmpp.storage import make_storage
@@ -663,14 +663,15 @@ def _study_done(config: StudyConfig, budget: Budget, url: str) -> tuple[bool, fl
     try:
         study = optuna.load_study(study_name=config.name, storage=storage)
     except KeyError:
-        return False, 0.0
+        return False, 0.0, 0
     elapsed = float(study.user_attrs.get(ELAPSED_ATTR, 0.0))
+    finished = _counts(study)["finished"]
     if budget.kind == "trials":
-        return _counts(study)["finished"] >= budget.amount, elapsed
+        return finished >= budget.amount, elapsed, finished
     if budget.kind == "epochs":
         trials = study.get_trials(deepcopy=False)
-        return epochs_consumed(trials) >= budget.amount, elapsed
-    return elapsed >= budget.amount, elapsed
+        return epochs_consumed(trials) >= budget.amount, elapsed, finished
+    return elapsed >= budget.amount, elapsed, finished
 
 
 def _add_elapsed(config: StudyConfig, url: str, seconds: float) -> None:
@@ -711,7 +712,7 @@ def run_compare(
     t_all = time.monotonic()
     for i, (seed, algo) in enumerate(plan, 1):
         sc = config.study_config(algo, seed)
-        done, elapsed = _study_done(sc, config.budget, storage_url)
+        done, elapsed, finished = _study_done(sc, config.budget, storage_url)
         tag = f"[{i}/{len(plan)} {algo} seed {seed}]"
         if done:
             log(f"{tag} {sc.name}: budget reached earlier, not re-run")
@@ -722,7 +723,7 @@ def run_compare(
         elif config.budget.kind == "seconds":
             kwargs["timeout"] = config.budget.amount - elapsed
             kwargs["queue_ahead"] = workers
-        log(f"{tag} {sc.name}: " + ("resuming" if elapsed else "starting")
+        log(f"{tag} {sc.name}: " + (f"resuming ({finished} trials finished earlier)" if finished else "starting")
             + f" ({format_duration(time.monotonic() - t_all)} into the comparison)")
         t0 = time.monotonic()
         try:

@@ -25,6 +25,8 @@ EXERCISED = {
     "best": "tests/test_keras_objectives.py::test_hdpe_dnn_run_best_predict",
     "predict": "tests/test_keras_objectives.py::test_tg_cnn_run_best_predict",
     "status": "tests/test_cli.py::test_status_shows_each_study",
+    "compare": "tests/test_compare.py::test_compare_all_six_algorithms_sklearn_then_report",
+    "report": "tests/test_compare.py::test_compare_all_six_algorithms_sklearn_then_report",
     "plots": "tests/test_cli.py::test_plots_writes_optunas_figures",
     "algorithms": "tests/test_cli.py::test_algorithms_lists_sampler_pruner_and_paper_name",
     "objectives": "tests/test_cli.py::test_objectives_lists_builtins",
