@@ -77,12 +77,20 @@ class ReliabilityConfig:
             parameters.
         max_consecutive_failures: a worker stops after this many failed trials in a row
             instead of burning the budget (0 = never stop).
+        checkpoint_dir: when set, objectives that support it (``hdpe-mi-dnn``, ``tg-cnn``, and
+            plug-ins using :func:`optmpp.objectives.base.trial_checkpoint`) save each running
+            trial's training state there every ``checkpoint_every`` epochs, so that a trial
+            whose worker died resumes from its last saved epoch when retried. Workers on
+            several machines need it on a shared file system.
+        checkpoint_every: epochs between checkpoints.
     """
 
     heartbeat_interval: int = 10
     grace_period: int | None = None
     max_retry: int = 2
     max_consecutive_failures: int = 5
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 1
 
     @property
     def effective_grace_period(self) -> int:
@@ -213,6 +221,8 @@ def parse_study_config(data: Any, path: str | Path = "<memory>") -> StudyConfig:
             f"{where}: reliability.grace_period: must exceed heartbeat_interval "
             f"({reliability.heartbeat_interval}), got {reliability.grace_period}"
         )
+    if reliability.checkpoint_every < 1:
+        raise ConfigError(f"{where}: reliability.checkpoint_every: expected an integer >= 1")
     if reliability.max_retry < 0 or reliability.max_consecutive_failures < 0:
         raise ConfigError(f"{where}: reliability: max_retry and max_consecutive_failures must be >= 0")
 

@@ -123,7 +123,8 @@ def epochs_consumed(trials: list[Any]) -> int:
         if t.state == TrialState.RUNNING:
             total += len(t.intermediate_values)
         elif t.state != TrialState.WAITING:
-            total += int(t.user_attrs.get("epochs", len(t.intermediate_values)))
+            epochs = int(t.user_attrs.get("epochs", len(t.intermediate_values)))
+            total += epochs - int(t.user_attrs.get("resumed_from_epoch", 0))  # a resumed retry
     return total
 
 
@@ -393,6 +394,9 @@ def run_worker(
     n_trials = n_trials or config.n_trials
     timeout = timeout if timeout is not None else config.timeout
     objective = make_objective(config.objective.name, config.objective.options, config.path)
+    from optmpp.objectives.base import enable_checkpoints
+
+    enable_checkpoints(config.reliability.checkpoint_dir, config.reliability.checkpoint_every)
     options = config.algorithm.options
     storage = _storage_for(config, storage_url)
     # Seeded by the study seed, the worker and the trials already stored: reproducible for a

@@ -145,3 +145,87 @@ def test_a_worker_survives_its_connections_being_killed(tmp_path: Path) -> None:
         assert not [t for t in trials if t.state == TrialState.RUNNING]
     finally:
         drop_pg_database(name)
+
+
+def _kill_mid_trial(url: str, name: str, study_file: Path, min_steps: int, threads: str = "1") -> optuna.trial.FrozenTrial:
+    """Start a worker, SIGKILL it once its running trial reported ``min_steps`` epochs."""
+    import os
+
+    victim = subprocess.Popen([*optmpp_cmd(), "worker", str(study_file), "--storage", url, "-q", "--threads", threads],
+                              env=cli_env(), cwd=ROOT)
+    deadline = time.monotonic() + 180
+    killed = None
+    while time.monotonic() < deadline and killed is None:
+        time.sleep(0.2)
+        try:
+            running = [t for t in load(url, name).trials
+                       if t.state == TrialState.RUNNING and len(t.intermediate_values) >= min_steps]
+        except Exception:  # noqa: BLE001 - not created yet
+            running = []
+        if running:
+            killed = running[0]
+            os.kill(victim.pid, signal.SIGKILL)
+    victim.wait()
+    assert killed is not None, "no trial got far enough"
+    return killed
+
+
+@pytest.mark.slow
+def test_a_killed_trial_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/c.db"
+    ckpt = tmp_path / "ckpt"
+    f = tmp_path / "c.toml"
+    f.write_text('name = "c"\nn_trials = 2\nalgorithm = "random"\n'
+                 '[objective]\nname = "toy_objectives:make"\nmax_epochs = 10\nsleep = 0.3\n'
+                 f'[reliability]\nheartbeat_interval = 1\ngrace_period = 3\nmax_retry = 1\ncheckpoint_dir = "{ckpt}"\n')
+    killed = _kill_mid_trial(url, "c", f, min_steps=4)
+    assert list(ckpt.glob("c/trial-*.npz")), "the killed trial left no checkpoint"
+    rescuer = subprocess.run([*optmpp_cmd(), "worker", str(f), "--storage", url, "-q"],
+                             capture_output=True, text=True, env=cli_env(), cwd=ROOT, timeout=120)
+    assert rescuer.returncode == 0, rescuer.stderr
+    study = load(url, "c")
+    retry = next(t for t in study.trials if t.system_attrs.get("failed_trial") == killed.number)
+    assert retry.state == TrialState.COMPLETE and retry.params == killed.params
+    saved = retry.user_attrs["resumed_from_epoch"]
+    assert saved >= 3, saved  # >= the steps reported before the kill, less the one in flight
+    assert sorted(retry.intermediate_values) == list(range(1, 11))  # the whole curve, replayed + new
+    for step, value in killed.intermediate_values.items():
+        assert retry.intermediate_values[step] == pytest.approx(value)
+    assert not list(ckpt.glob("c/*.npz"))  # finished trials leave no checkpoint behind
+    from optmpp.workers import epochs_consumed
+
+    killed_final = next(t for t in study.trials if t.number == killed.number)
+    # the epochs the killed attempt trained are counted once: what it reported + what the retry added
+    assert epochs_consumed([killed_final, retry]) == len(killed_final.intermediate_values) + 10 - saved
+
+
+@pytest.mark.slow
+def test_a_resumed_keras_trial_trains_exactly_as_an_uninterrupted_one(tmp_path: Path, real_data: Path) -> None:
+    ckpt = tmp_path / "ckpt"
+    body = ('n_trials = 1\nalgorithm = "random"\n'
+            '[objective]\nname = "hdpe-mi-dnn"\nmax_epochs = 24\nbatch_size = 64\nrestore_best = true\n'
+            f'[reliability]\nheartbeat_interval = 1\ngrace_period = 3\nmax_retry = 1\ncheckpoint_dir = "{ckpt}"\n')
+    url = f"sqlite:///{tmp_path}/k.db"
+    f = tmp_path / "k.toml"
+    f.write_text('name = "k"\n' + body)
+    killed = _kill_mid_trial(url, "k", f, min_steps=6)
+    rescuer = subprocess.run([*optmpp_cmd(), "worker", str(f), "--storage", url, "-q", "--threads", "1"],
+                             capture_output=True, text=True, env=cli_env(), cwd=ROOT, timeout=300)
+    assert rescuer.returncode == 0, rescuer.stderr
+    retry = next(t for t in load(url, "k").trials if t.system_attrs.get("failed_trial") == killed.number)
+    assert retry.state == TrialState.COMPLETE and retry.user_attrs["resumed_from_epoch"] >= 5
+    assert retry.user_attrs["epochs"] == 24 and len(retry.user_attrs["train_loss"]) == 24
+
+    # the same parameters as trial 0 of a study never interrupted: the same result
+    ref = tmp_path / "ref.toml"
+    ref.write_text('name = "ref"\n' + body)
+    optuna.create_study(study_name="ref", storage=url).enqueue_trial(killed.params)
+    out = subprocess.run([*optmpp_cmd(), "worker", str(ref), "--storage", url, "-q", "--threads", "1"],
+                         capture_output=True, text=True, env=cli_env(), cwd=ROOT, timeout=300)
+    assert out.returncode == 0, out.stderr
+    clean = load(url, "ref").trials[0]
+    assert clean.params == retry.params and clean.number == killed.number
+    assert retry.value == pytest.approx(clean.value, rel=1e-4)
+    assert retry.user_attrs["best_epoch"] == clean.user_attrs["best_epoch"]
+    for step in range(1, 25):
+        assert retry.intermediate_values[step] == pytest.approx(clean.intermediate_values[step], rel=1e-4)

@@ -9,7 +9,7 @@ from typing import Any
 
 import optuna
 
-from optmpp.objectives.base import Evaluation, parse_options
+from optmpp.objectives.base import Evaluation, origin_number, parse_options, replay_reports, trial_checkpoint
 
 
 @dataclass(frozen=True)
@@ -44,14 +44,29 @@ class Toy:
         if self.options.fail_above is not None and params["x"] > self.options.fail_above:
             raise RuntimeError(f"x={params['x']:.3f} is too large for this toy")
         v = float("nan")
-        for step in range(1, self.options.max_epochs + 1):
-            if self.options.sleep:
-                time.sleep(self.options.sleep)
-            v = self.value(params, step)
-            trial.report(v, step)
-            if trial.should_prune():
-                trial.set_user_attr("epochs", step)
-                raise optuna.TrialPruned()
+        # per-epoch checkpoints, as a real objective does them (resume a retried trial)
+        checkpoint, origin = trial_checkpoint(trial), origin_number(trial)
+        vals: list[float] = []
+        saved = checkpoint.load() if checkpoint is not None and origin != trial.number else None
+        if saved is not None:
+            vals = list(saved[0]["val_loss"])
+            replay_reports(trial, vals)
+            trial.set_user_attr("resumed_from_epoch", len(vals))
+        try:
+            for step in range(len(vals) + 1, self.options.max_epochs + 1):
+                if self.options.sleep:
+                    time.sleep(self.options.sleep)
+                v = self.value(params, step)
+                trial.report(v, step)
+                if trial.should_prune():
+                    trial.set_user_attr("epochs", step)
+                    raise optuna.TrialPruned()
+                vals.append(v)
+                if checkpoint is not None and checkpoint.due(step):
+                    checkpoint.save({"epochs": step, "val_loss": vals}, {})
+        finally:
+            if checkpoint is not None:
+                checkpoint.discard()
         trial.set_user_attr("epochs", self.options.max_epochs)
         if self.options.nan_above is not None and params["x"] > self.options.nan_above:
             return float("nan")

@@ -23,8 +23,12 @@ Optional attributes: ``direction`` (``"minimize"``, the default, or ``"maximize"
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar, runtime_checkable
 
 import numpy as np
@@ -34,7 +38,18 @@ from optmpp._tables import build_dataclass
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["Evaluation", "Objective", "parse_options", "regression_metrics", "report_epoch", "scaled_and_unit_metrics"]
+__all__ = [
+    "Checkpoint",
+    "Evaluation",
+    "Objective",
+    "enable_checkpoints",
+    "origin_number",
+    "parse_options",
+    "regression_metrics",
+    "report_epoch",
+    "scaled_and_unit_metrics",
+    "trial_checkpoint",
+]
 
 T = TypeVar("T")
 
@@ -111,3 +126,92 @@ def report_epoch(trial: optuna.Trial, epoch: int, val_loss: float) -> None:
     trial.report(val_loss, epoch)
     if trial.should_prune():
         raise optuna.TrialPruned(f"pruned after epoch {epoch} (val loss {val_loss:.5g})")
+
+
+# --------------------------------------------------------------------------------------
+# per-epoch checkpoints: a trial whose worker died resumes from its last saved epoch
+
+
+def origin_number(trial: Any) -> int:
+    """The number of the trial this one retries (its first attempt), else its own number.
+
+    Optuna's retry callback re-queues a trial whose worker died with the same parameters and
+    records the attempts in ``system_attrs["retry_history"]``; seeding from the first attempt's
+    number makes a retried trial train exactly as the first attempt did.
+    """
+    attrs = getattr(trial, "system_attrs", None)
+    if attrs is None and hasattr(trial, "_trial_id"):  # a live optuna.Trial: read them stored
+        attrs = trial.study._storage.get_trial_system_attrs(trial._trial_id)
+    attrs = attrs or {}
+    history = attrs.get("retry_history")
+    if history:
+        return int(history[0])
+    if attrs.get("failed_trial") is not None:
+        return int(attrs["failed_trial"])
+    return int(getattr(trial, "number", 0))
+
+
+class Checkpoint:
+    """The training state of one trial after its latest epoch, in one ``.npz`` file.
+
+    ``save`` writes atomically (a temporary file, then a rename), so a worker killed while
+    writing leaves the previous checkpoint intact. ``meta`` is JSON (epoch, loss histories,
+    counters); ``arrays`` are numpy arrays (weights, optimizer state).
+    """
+
+    def __init__(self, path: Path, every: int = 1) -> None:
+        self.path = Path(path)
+        self.every = max(1, int(every))
+
+    def load(self) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
+        try:
+            with np.load(self.path, allow_pickle=False) as data:
+                arrays = {k: data[k] for k in data.files if k != "__meta__"}
+                meta = json.loads(bytes(data["__meta__"]).decode())
+        except (OSError, KeyError, ValueError):
+            return None  # none yet, or unreadable: start from scratch
+        return meta, arrays
+
+    def due(self, epoch: int) -> bool:
+        return epoch % self.every == 0
+
+    def save(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        blob = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        with open(tmp, "wb") as fh:
+            np.savez(fh, __meta__=blob, **arrays)
+        os.replace(tmp, self.path)
+
+    def discard(self) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            self.path.unlink()
+
+
+_CHECKPOINTS: dict[str, Any] = {"root": None, "every": 1}
+
+
+def enable_checkpoints(root: str | Path | None, every: int = 1) -> None:
+    """Turn per-epoch checkpoints on (under ``root``) or off (None) in this worker process."""
+    _CHECKPOINTS["root"] = Path(root) if root else None
+    _CHECKPOINTS["every"] = every
+
+
+def trial_checkpoint(trial: Any) -> Checkpoint | None:
+    """The checkpoint of ``trial`` (shared by its retries), or None when checkpoints are off.
+
+    For objectives: load it at the start (resume when it holds state, re-reporting the saved
+    validation losses), save after each reported epoch when ``due``, discard when the trial ends.
+    """
+    root = _CHECKPOINTS["root"]
+    if root is None:
+        return None
+    study = getattr(getattr(trial, "study", None), "study_name", None) or "study"
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in study)
+    return Checkpoint(root / safe / f"trial-{origin_number(trial)}.npz", _CHECKPOINTS["every"])
+
+
+def replay_reports(trial: Any, val_losses: list[float]) -> None:
+    """Report the validation losses of the epochs a resumed trial skips (no pruning check)."""
+    for epoch, value in enumerate(val_losses, 1):
+        trial.report(float(value), epoch)

@@ -285,12 +285,28 @@ class FastTrainer:
             self._fns[key] = predict
         return self._fns[key]
 
-    def train(self, net: Any, epochs: int, seed: int, on_epoch: Any = None, restore_best: bool = False) -> dict[str, Any]:
+    def train(
+        self,
+        net: Any,
+        epochs: int,
+        seed: int,
+        on_epoch: Any = None,
+        restore_best: bool = False,
+        checkpoint: Any = None,
+        resume: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None,
+    ) -> dict[str, Any]:
         """Initialise ``net`` from ``seed`` and train it for up to ``epochs`` epochs.
 
         ``on_epoch(epoch, train_loss, val_loss)`` runs after every epoch (1-based) and may raise
         to stop (pruning). The net keeps the last weights, or the best validation epoch's with
-        ``restore_best``. Returns the losses per epoch, ``epochs`` and ``best_epoch``.
+        ``restore_best``. Returns the losses per epoch, ``epochs``, ``best_epoch`` and
+        ``resumed_from`` (0, or the epoch a checkpoint resumed from).
+
+        With ``checkpoint`` (:class:`optmpp.objectives.base.Checkpoint`), the whole training
+        state (weights, batch-norm statistics, Adam moments and step, best weights, histories) is
+        saved after each epoch that ``on_epoch`` accepted; ``resume`` (a loaded checkpoint)
+        continues from it. Shuffling and dropout are seeded by (seed, epoch), so a resumed run
+        trains exactly as an uninterrupted one.
         """
         tf = self.tf
         net.init(self.input_shape, seed)
@@ -302,10 +318,26 @@ class FastTrainer:
         t, lr = tf.constant(0.0), tf.constant(float(net.learning_rate), tf.float32)
         bs = tf.constant(self.batch_size, tf.int32)
         fn = self._epoch_fn(net)
-        history: dict[str, Any] = {"train_loss": [], "val_loss": [], "best_epoch": 0, "best_val": math.inf, "epochs": 0}
+        history: dict[str, Any] = {"train_loss": [], "val_loss": [], "best_epoch": 0, "best_val": math.inf,
+                                   "epochs": 0, "resumed_from": 0}
         best = (weights, state)
+        start = 1
+        if resume is not None:
+            meta, arrays = resume
+            nw, ns = len(weights), len(state)
+
+            def group(prefix: str, n: int) -> list[Any]:
+                return [tf.constant(arrays[f"{prefix}{i}"]) for i in range(n)]
+
+            weights, state, m, v = group("w", nw), group("s", ns), group("m", nw), group("v", nw)
+            best = (group("bw", nw), group("bs", ns))
+            t = tf.constant(float(meta["t"]))
+            for k in ("train_loss", "val_loss", "best_epoch", "best_val", "epochs"):
+                history[k] = meta[k]
+            history["resumed_from"] = int(meta["epochs"])
+            start = int(meta["epochs"]) + 1
         try:
-            for epoch in range(1, epochs + 1):
+            for epoch in range(start, epochs + 1):
                 weights, state, m, v, t, train_loss, val_loss = fn(
                     self.x, self.y, self.x_val, self.y_val, weights, state, m, v, hyper, t, lr,
                     tf.constant([seed % 2**30, epoch], tf.int32), bs,
@@ -322,6 +354,13 @@ class FastTrainer:
                     best = (weights, state)
                 if on_epoch is not None:
                     on_epoch(epoch, tl, vl)
+                if checkpoint is not None and checkpoint.due(epoch):
+                    arrays = {}
+                    for prefix, tensors in (("w", weights), ("s", state), ("m", m), ("v", v),
+                                            ("bw", best[0]), ("bs", best[1])):
+                        arrays.update({f"{prefix}{i}": x.numpy() for i, x in enumerate(tensors)})
+                    meta = {k: history[k] for k in ("train_loss", "val_loss", "best_epoch", "best_val", "epochs")}
+                    checkpoint.save({**meta, "t": float(t)}, arrays)
         finally:
             keep = best if restore_best and self.has_val else (weights, state)
             net.weights = [w.numpy() for w in keep[0]]
