@@ -396,6 +396,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.data_dir:
         os.environ["OPTMPP_DATA_DIR"] = args.data_dir
     url_hint = getattr(args, "storage", None) or getattr(args, "storage_url", None) or os.environ.get("OPTMPP_STORAGE")
+    if args.command in ("run", "compare"):
+        # SIGTERM stops `run`/`compare` as Ctrl-C does: their workers mark their trials FAIL
+        # and exit, none is left running on its own
+        def on_term(signum: int, frame: Any) -> None:
+            raise KeyboardInterrupt
+
+        signal.signal(signal.SIGTERM, on_term)
     try:
         return int(args.func(args))
     except (ConfigError, DataError) as exc:

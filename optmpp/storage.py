@@ -85,7 +85,8 @@ def sqlite_path(url: str) -> Path | None:
 def _engine_kwargs(url: str) -> dict[str, Any]:
     scheme = _scheme(url)
     if scheme == "sqlite":
-        return {"connect_args": {"timeout": 60.0}}
+        # wait up to 60 s for a lock, unless the URL says otherwise (sqlite:///f.db?timeout=5)
+        return {} if "timeout=" in url.partition("?")[2] else {"connect_args": {"timeout": 60.0}}
     if scheme in ("postgresql", "mysql", "mariadb"):
         return {
             "pool_pre_ping": True,

@@ -29,6 +29,7 @@ import sys
 import threading
 import time
 import traceback
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -292,6 +293,32 @@ def _pop_waiting(study: optuna.Study) -> int | None:
     return None
 
 
+def _cause(exc: BaseException) -> str:
+    """' (cause: ...)' naming the root cause when it differs (Optuna wraps 'database is locked')."""
+    root, seen = exc, 0
+    while (root.__cause__ or root.__context__) is not None and seen < 10:
+        root, seen = root.__cause__ or root.__context__, seen + 1
+    if root is exc or str(root) == str(exc):
+        return ""
+    return f" (cause: {type(root).__name__}: {str(root).splitlines()[0] if str(root) else ''})"
+
+
+def describe_error(exc: BaseException, url: str | None = None) -> str:
+    """One line: the error and its root cause."""
+    text = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
+    return redact_text(text + _cause(exc), url)
+
+
+def _study_exists(storage: Any, name: str) -> bool:
+    try:
+        storage.get_study_id_from_name(name)
+        return True
+    except KeyError:
+        return False
+    except Exception:  # noqa: BLE001 - cannot tell: assume it does, and retry
+        return True
+
+
 def _thread_vars(n: int) -> dict[str, str]:
     """Environment that limits BLAS/OpenMP/TensorFlow to ``n`` threads (1 inter-op thread)."""
     return {**{var: str(n) for var in THREAD_ENV}, "TF_NUM_INTEROP_THREADS": "1"}
@@ -335,13 +362,19 @@ def _run_one(study: optuna.Study, trial_id: int, objective: Any, config: StudyCo
             state, error, interrupted = TrialState.FAIL, "interrupted (SIGINT/SIGTERM)", exc
         except Exception as exc:  # noqa: BLE001 - any objective error fails the trial only
             state = TrialState.FAIL
-            error = f"{type(exc).__name__}: {exc}"
+            error = f"{type(exc).__name__}: {exc}{_cause(exc)}"
             tb = traceback.format_exc(limit=-3)
-            trial.set_user_attr("traceback", tb[-2000:])
+            with contextlib.suppress(Exception):  # the trial may have been finished from outside
+                trial.set_user_attr("traceback", tb[-2000:])
     wall = time.perf_counter() - t0
     epochs = 0
     try:
         frozen = study._storage.get_trial(trial_id)
+        if frozen.state.is_finished():  # failed from outside (stale check, an operator): keep that
+            if interrupted is not None:
+                raise interrupted
+            return "fail", None, len(frozen.intermediate_values), (
+                f"the trial was marked {frozen.state.name} from outside while it ran" + (f" ({error})" if error else ""))
         epochs = frozen.user_attrs.get("epochs")
         if epochs is None:
             epochs = len(frozen.intermediate_values)
@@ -354,7 +387,7 @@ def _run_one(study: optuna.Study, trial_id: int, objective: Any, config: StudyCo
         else:
             study.tell(trial, state=state)
     except Exception as exc:  # noqa: BLE001 - e.g. failed from outside as stale
-        error = error or f"could not store the result: {type(exc).__name__}: {exc}"
+        error = error or f"could not store the result: {describe_error(exc)}"
         state = TrialState.FAIL
     if interrupted is not None:
         raise interrupted
@@ -375,6 +408,7 @@ def run_worker(
     verbose: bool = True,
     epoch_budget: int | None = None,
     queue_ahead: int | None = None,
+    parent_pid: int | None = None,
 ) -> WorkerStats:
     """Run trials of the (prepared) study until it holds ``n_trials`` finished trials.
 
@@ -382,7 +416,9 @@ def run_worker(
     ``reliability.max_consecutive_failures`` failed trials in a row, or, with
     ``epoch_budget``, when the study's trials (running ones included) have consumed that many
     epochs: no new trial starts, the one in flight finishes. With ``queue_ahead`` (or an epoch
-    budget), ``n_trials`` is only a cap and trials are queued a few at a time.
+    budget), ``n_trials`` is only a cap and trials are queued a few at a time. A worker
+    spawned by ``run`` (``parent_pid``) stops when its parent is gone, and any worker stops
+    when its study is deleted.
     """
     if epoch_budget is not None and queue_ahead is None:
         queue_ahead = 1
@@ -399,10 +435,13 @@ def run_worker(
     enable_checkpoints(config.reliability.checkpoint_dir, config.reliability.checkpoint_every)
     options = config.algorithm.options
     storage = _storage_for(config, storage_url)
-    # Seeded by the study seed, the worker and the trials already stored: reproducible for a
-    # fresh study, and a resumed study does not re-propose the points of its first run.
+    # Seeded by the study seed, the algorithm, the worker and the trials already stored:
+    # reproducible for a fresh study; a resumed study does not re-propose the points of its
+    # first run; and two algorithms with the same seed draw independent points (as separate
+    # runs in the paper), not the same random start.
     stored = len(storage.get_all_trials(storage.get_study_id_from_name(config.name), deepcopy=False))
-    seed = (config.seed * 1_000_003 + worker_index * 10_007 + stored) % (2**31 - 1)
+    algo = zlib.crc32(config.algorithm.name.encode())
+    seed = (config.seed * 1_000_003 + algo + worker_index * 10_007 + stored) % (2**31 - 1)
     study = optuna.load_study(
         study_name=config.name,
         storage=storage,
@@ -421,6 +460,9 @@ def run_worker(
             break
         if timeout is not None and time.monotonic() - start >= timeout:
             stats.stop_reason = f"timeout ({timeout:g} s)"
+            break
+        if parent_pid is not None and os.getppid() != parent_pid:
+            stats.stop_reason = "the process that started this worker is gone"
             break
         try:
             c = _counts(study)
@@ -443,8 +485,15 @@ def run_worker(
                 continue
         except StorageError:
             raise
+        except KeyError as exc:  # "Record does not exist": the study was deleted under us
+            if not _study_exists(storage, config.name):
+                stats.stop_reason = f"the study {config.name!r} no longer exists in the storage"
+                break
+            log(f"[{worker}] storage error, retrying: {describe_error(exc, storage_url)}")
+            time.sleep(2.0)
+            continue
         except Exception as exc:  # noqa: BLE001 - a storage hiccup: log, back off, go on
-            log(f"[{worker}] storage error, retrying: {redact_text(str(exc).splitlines()[0], storage_url)}")
+            log(f"[{worker}] storage error, retrying: {describe_error(exc, storage_url)}")
             time.sleep(2.0)
             continue
         idle_sleep = 0.5
@@ -454,8 +503,7 @@ def run_worker(
         except (KeyboardInterrupt, StorageError):
             raise
         except Exception as exc:  # noqa: BLE001 - lose at most the trial in flight
-            log(f"[{worker}] storage error around trial id {trial_id}, going on: "
-                f"{redact_text(str(exc).splitlines()[0], storage_url)}")
+            log(f"[{worker}] storage error around trial id {trial_id}, going on: {describe_error(exc, storage_url)}")
             time.sleep(1.0)
             continue
         stats.trials += 1
@@ -574,7 +622,7 @@ def _worker_main(
         stats = run_worker(
             config, storage_url, worker_index=index, n_trials=n_trials, timeout=timeout,
             threads=threads, log=_stderr, stop=stop, verbose=verbose, epoch_budget=epoch_budget,
-            queue_ahead=queue_ahead,
+            queue_ahead=queue_ahead, parent_pid=os.getppid(),
         )
         queue.put((index, "ok", stats.stop_reason))
     except KeyboardInterrupt:

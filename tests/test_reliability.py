@@ -45,7 +45,8 @@ def test_nan_results_fail_with_the_reason(sqlite_url: str) -> None:
     from optmpp.workers import prepare_study, run_worker
 
     cfg = parse_study_config({"name": "nan", "n_trials": 8, "algorithm": "random",
-                              "objective": {"name": "toy_objectives:make", "max_epochs": 1, "nan_above": 1.0}}, "nan.toml")
+                              "objective": {"name": "toy_objectives:make", "max_epochs": 1, "nan_above": -1.0},
+                              "reliability": {"max_consecutive_failures": 0}}, "nan.toml")
     prepare_study(cfg, sqlite_url, log=lambda m: None)
     run_worker(cfg, sqlite_url, log=lambda m: None)
     study = load(sqlite_url, "nan")
@@ -229,3 +230,51 @@ def test_a_resumed_keras_trial_trains_exactly_as_an_uninterrupted_one(tmp_path: 
     assert retry.user_attrs["best_epoch"] == clean.user_attrs["best_epoch"]
     for step in range(1, 25):
         assert retry.intermediate_values[step] == pytest.approx(clean.intermediate_values[step], rel=1e-4)
+
+
+def _worker(study_file: Path, url: str) -> subprocess.Popen:
+    return subprocess.Popen([*optmpp_cmd(), "worker", str(study_file), "--storage", url, "-v"],
+                            env=cli_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+@pytest.mark.slow
+def test_a_worker_survives_database_is_locked(tmp_path: Path) -> None:
+    import sqlite3
+
+    db = tmp_path / "l.db"
+    url = f"sqlite:///{db}?timeout=1"  # a short busy timeout, so that the lock below bites
+    f = slow_study(tmp_path, "l", n_trials=5, max_epochs=6)
+    w = _worker(f, url)
+    wait_running(url, "l")
+    con = sqlite3.connect(db, timeout=30, isolation_level=None)
+    con.execute("BEGIN EXCLUSIVE")  # nobody else can write for 5 s
+    time.sleep(5)
+    con.execute("COMMIT")
+    con.close()
+    out, err = w.communicate(timeout=180)
+    assert w.returncode == 0, err[-3000:]
+    assert "database is locked" in err  # it was hit, logged, and survived
+    study = load(url, "l")
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 5
+    assert states.count(TrialState.FAIL) <= 1  # at most the trial in flight is lost
+    assert TrialState.RUNNING not in states
+
+
+@pytest.mark.slow
+def test_a_worker_goes_on_when_its_trial_is_failed_from_outside(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/o.db"
+    f = slow_study(tmp_path, "o", n_trials=4, max_epochs=6)
+    w = _worker(f, url)
+    wait_running(url, "o")
+    storage = make_storage(url, heartbeat_interval=None)
+    victim = next(t for t in load(url, "o").trials if t.state == TrialState.RUNNING)
+    storage.set_trial_state_values(victim._trial_id, state=TrialState.FAIL)  # e.g. an admin, or a stale check
+    out, err = w.communicate(timeout=180)
+    assert w.returncode == 0, err[-3000:]
+    assert f"trial {victim.number} FAILED" in err
+    study = load(url, "o")
+    assert study.trials[victim.number].state == TrialState.FAIL
+    states = [t.state for t in study.trials]
+    assert states.count(TrialState.COMPLETE) + states.count(TrialState.PRUNED) == 4  # replaced
+    assert TrialState.RUNNING not in states

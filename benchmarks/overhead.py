@@ -1,0 +1,184 @@
+"""What a trial costs besides training: storage + sampler per trial, and worker throughput.
+
+    python benchmarks/overhead.py                       # SQLite, and PostgreSQL when reachable
+    python benchmarks/overhead.py --storages sqlite --sizes 100 --throughput-trials 40
+
+Part 1, per storage, per study size (100 and 1,000 finished trials already stored, with the
+melt-index DNN's search space) and per algorithm (random, tpe, bayes): a worker's bookkeeping
+for one trial, timed 20 times and printed as the median and the 90th percentile in ms:
+count the study's trials, claim a queued trial, sample its parameters, report one epoch and
+check pruning, record the result. Training is not included.
+
+Part 2: throughput (finished trials per second) of ``optmpp run`` with 1, 2 and 4 workers on a
+cheap CPU-bound objective (``hdpe-mi-mlp``, 3 epochs of a small scikit-learn MLP per trial), and
+the speed-up over 1 worker. Workers are processes; on a 2-core machine 4 workers share 2 cores.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def space() -> dict:
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
+
+    out = {"num_layers": IntDistribution(1, 4), "learning_rate": CategoricalDistribution([1e-2, 1e-3, 1e-4])}
+    for i in range(1, 5):
+        out[f"units_{i}"] = IntDistribution(32, 512, step=32)
+        out[f"alpha_{i}"] = FloatDistribution(0.05, 0.5, step=0.05)
+        out[f"dropout_{i}"] = FloatDistribution(0.05, 0.5, step=0.05)
+    return out
+
+
+def fill(study, n: int, rng: random.Random) -> None:  # noqa: ANN001
+    from optuna.distributions import CategoricalDistribution
+    from optuna.trial import TrialState, create_trial
+
+    dists = space()
+    trials = []
+    for i in range(n):
+        params = {}
+        for k, d in dists.items():
+            if isinstance(d, CategoricalDistribution):
+                params[k] = rng.choice(d.choices)
+            else:
+                steps = int(round((d.high - d.low) / d.step))
+                params[k] = type(d.low)(d.low + rng.randint(0, steps) * d.step)
+        pruned = i % 3 == 0
+        epochs = rng.choice([1, 3, 9]) if pruned else 27
+        trials.append(create_trial(
+            state=TrialState.PRUNED if pruned else TrialState.COMPLETE,
+            value=None if pruned else rng.random(), params=params, distributions=dists,
+            intermediate_values={s: rng.random() for s in range(1, epochs + 1)}, user_attrs={"epochs": epochs},
+        ))
+    study.add_trials(trials)
+
+
+def per_trial(url: str, n: int, algorithm: str, repeats: int) -> dict[str, list[float]]:
+    import optuna
+
+    from optmpp.algorithms import make_pruner, make_sampler
+    from optmpp.storage import make_storage
+    from optmpp.workers import _counts, _pop_waiting, epochs_consumed
+
+    storage = make_storage(url, heartbeat_interval=10)
+    name = f"overhead-{algorithm}-{n}-{time.time_ns()}"
+    study = optuna.create_study(study_name=name, storage=storage, sampler=make_sampler(algorithm, {}, seed=0),
+                                pruner=make_pruner("hyperband", {}, 27))
+    fill(study, n, random.Random(n))
+    dists = space()
+    times: dict[str, list[float]] = {k: [] for k in ("count", "claim", "sample", "report", "tell", "total")}
+    for _ in range(repeats):
+        study.enqueue_trial({})
+        t0 = time.perf_counter()
+        trials = study.get_trials(deepcopy=False)
+        _counts(study), epochs_consumed(trials)
+        t1 = time.perf_counter()
+        trial_id = _pop_waiting(study)
+        t2 = time.perf_counter()
+        trial = optuna.Trial(study, trial_id)
+        num_layers = trial.suggest_int("num_layers", 1, 4)
+        trial.suggest_categorical("learning_rate", [1e-2, 1e-3, 1e-4])
+        for i in range(1, num_layers + 1):
+            d = dists[f"units_{i}"]
+            trial.suggest_int(f"units_{i}", d.low, d.high, step=d.step)
+            trial.suggest_float(f"alpha_{i}", 0.05, 0.5, step=0.05)
+            trial.suggest_float(f"dropout_{i}", 0.05, 0.5, step=0.05)
+        t3 = time.perf_counter()
+        trial.report(0.5, 1)
+        trial.should_prune()
+        t4 = time.perf_counter()
+        trial.set_user_attr("epochs", 1)
+        study.tell(trial, 0.5)
+        t5 = time.perf_counter()
+        for k, a, b in (("count", t0, t1), ("claim", t1, t2), ("sample", t2, t3), ("report", t3, t4),
+                        ("tell", t4, t5), ("total", t0, t5)):
+            times[k].append(1000 * (b - a))
+    return times
+
+
+def throughput(url: str, workers: int, n_trials: int) -> float:
+    from optmpp.config import parse_study_config
+    from optmpp.workers import run_study
+
+    cfg = parse_study_config({
+        "name": f"tput-{workers}-{time.time_ns()}", "n_trials": n_trials, "algorithm": "random",
+        "objective": {"name": "hdpe-mi-mlp", "max_epochs": 3, "units": [16, 64]},
+    }, "throughput.toml")
+    t0 = time.perf_counter()
+    summary = run_study(cfg, url, workers=workers, log=lambda m: None, poll_s=0.5)
+    wall = time.perf_counter() - t0
+    assert summary.counts["finished"] == n_trials, summary.counts
+    return n_trials / wall
+
+
+def pg_url() -> str | None:
+    try:
+        import psycopg
+
+        name = f"optmpp_bench_{os.getpid()}"
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3) as c:
+            c.execute(f'DROP DATABASE IF EXISTS "{name}"')
+            c.execute(f'CREATE DATABASE "{name}"')
+        return f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    except Exception as exc:  # noqa: BLE001
+        print(f"PostgreSQL not reachable ({exc}); skipping it", file=sys.stderr)
+        return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--storages", default="sqlite,postgresql")
+    ap.add_argument("--sizes", default="100,1000")
+    ap.add_argument("--algorithms", default="random,tpe,bayes")
+    ap.add_argument("--repeats", type=int, default=20)
+    ap.add_argument("--throughput-trials", type=int, default=60)
+    ap.add_argument("--workers", default="1,2,4")
+    args = ap.parse_args()
+
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    tmp = Path(tempfile.mkdtemp(prefix="optmpp-overhead-"))
+    urls = {}
+    for s in args.storages.split(","):
+        if s == "sqlite":
+            urls[s] = f"sqlite:///{tmp}/overhead.db"
+        elif s == "postgresql" and (u := pg_url()):
+            urls[s] = u
+    print(f"# per-trial bookkeeping (ms): median / p90 over {args.repeats} trials; no training")
+    print("| storage | stored trials | algorithm | count | claim | sample | report+prune | tell | total median | total p90 |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for sname, url in urls.items():
+        for n in [int(x) for x in args.sizes.split(",")]:
+            for algo in args.algorithms.split(","):
+                t = per_trial(url, n, algo, args.repeats)
+                med = {k: statistics.median(v) for k, v in t.items()}
+                p90 = statistics.quantiles(t["total"], n=10)[-1]
+                print(f"| {sname} | {n} | {algo} | {med['count']:.1f} | {med['claim']:.1f} | {med['sample']:.1f} | "
+                      f"{med['report']:.1f} | {med['tell']:.1f} | {med['total']:.1f} | {p90:.1f} |", flush=True)
+    if args.throughput_trials:
+        print(f"\n# throughput: `run` with N workers, {args.throughput_trials} trials of hdpe-mi-mlp "
+              f"(3 epochs, random sampler), {os.cpu_count()} cores")
+        print("| storage | workers | trials/s | speed-up over 1 worker |")
+        print("|---|---|---|---|")
+        for sname, url in urls.items():
+            base = None
+            for w in [int(x) for x in args.workers.split(",")]:
+                rate = throughput(url, w, args.throughput_trials)
+                base = base or rate
+                print(f"| {sname} | {w} | {rate:.2f} | {rate / base:.2f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
