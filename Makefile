@@ -11,7 +11,7 @@ ifneq ($(wildcard ../shared/data/HDPE_LG_Plant_Data.csv),)
 export OPTMPP_DATA_DIR ?= $(abspath ../shared/data)
 endif
 
-.PHONY: install run test test-fast browser-deps clean
+.PHONY: install run test test-fast bench browser-deps clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -33,6 +33,13 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/python -m pytest tests -m "not slow"
+
+# Benchmarks (figures printed, nothing asserted): optmpp vs KerasTuner, per-trial overhead,
+# memory and scale. keras-tuner and tensorboard are installed for them only.
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e ".[bench]"
+	$(BIN)/python benchmarks/vs_kerastuner.py --case mi --seeds 3
+	$(BIN)/python benchmarks/overhead.py
 
 # Debian's Chromium and ChromeDriver for the dashboard's browser test (needs root, or sudo).
 browser-deps:

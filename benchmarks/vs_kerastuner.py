@@ -1,0 +1,216 @@
+"""optmpp against KerasTuner (the paper's tool) on the same work, side by side.
+
+    make bench                                    # installs keras-tuner + tensorboard, runs this
+    python benchmarks/vs_kerastuner.py --case mi --seeds 3
+    python benchmarks/vs_kerastuner.py --case tg --seeds 1 --max-epochs 9
+    python benchmarks/vs_kerastuner.py --case mi --random-trials 10 --random-epochs 9
+
+Same data, split (the objective's), search space (the objective's, rebuilt as KerasTuner
+hyperparameters with the same names), batch size, max_epochs and reduction factor. Per seed:
+
+* KerasTuner ``Hyperband`` in this process (Keras ``fit``), counting every epoch it trains;
+* optmpp ``hyperband`` with 1 and with 2 worker processes (``optmpp run`` machinery, SQLite),
+  stopped when its trials have consumed KerasTuner's epoch count;
+* with ``--random-trials N``: KerasTuner ``RandomSearch`` and optmpp ``random`` with N trials
+  of ``--random-epochs`` epochs each (equal trials x epochs).
+
+Printed per run and as medians over seeds: wall time, epochs, trials, the share of time inside
+training (KerasTuner: inside ``fit``; optmpp: inside the objective, over workers x wall), best
+validation loss, and the test R² of the best configuration retrained on train+validation (the
+same ``evaluate`` for all). Needs keras-tuner and tensorboard (``pip install -e .[bench]``;
+keras-tuner imports tensorboard on every trial and TensorFlow 2.21 no longer installs it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+CASES = {
+    "mi": {"objective": "hdpe-mi-dnn", "batch_size": 64, "r2": "r2_units"},
+    "tg": {"objective": "tg-cnn", "batch_size": 16, "r2": "r2_units", "extra": {"encoding": "tokens"}},
+}
+
+
+def objective_options(case: str, max_epochs: int) -> dict[str, Any]:
+    c = CASES[case]
+    return {"max_epochs": max_epochs, "batch_size": c["batch_size"], "restore_best": True, **c.get("extra", {})}
+
+
+def hp_params(case: str, hp: Any, o: Any) -> dict[str, Any]:
+    """The objective's search space as KerasTuner hyperparameters (same names and ranges)."""
+    p: dict[str, Any] = {}
+    if case == "mi":
+        def block(s: str) -> None:
+            p[f"units_{s}"] = hp.Int(f"units_{s}", o.units[0], o.units[1], step=o.units[2])
+            p[f"alpha_{s}"] = hp.Float(f"alpha_{s}", o.alpha[0], o.alpha[1], step=o.alpha[2])
+            p[f"dropout_{s}"] = hp.Float(f"dropout_{s}", o.dropout[0], o.dropout[1], step=o.dropout[2])
+
+        block("1")
+        p["num_layers"] = hp.Int("num_layers", *o.num_layers)
+        for i in range(1, p["num_layers"] + 1):
+            block(f"hid_{i}")
+    else:
+        p["conv_blocks"] = hp.Int("conv_blocks", *o.conv_blocks)
+        for i in range(1, p["conv_blocks"] + 1):
+            p[f"filters_{i}"] = hp.Int(f"filters_{i}", *o.filters, sampling="log")
+            p[f"kernel_{i}"] = hp.Int(f"kernel_{i}", *o.kernel)
+        p["dense_blocks"] = hp.Int("dense_blocks", *o.dense_blocks)
+        for i in range(1, p["dense_blocks"] + 1):
+            p[f"units_{i}"] = hp.Int(f"units_{i}", *o.units, sampling="log")
+            p[f"dropout_{i}"] = hp.Float(f"dropout_{i}", o.dropout[0], o.dropout[1], step=o.dropout[2])
+    p["learning_rate"] = hp.Choice("learning_rate", list(o.learning_rates))
+    return p
+
+
+def run_kerastuner(case: str, objective: Any, seed: int, args: argparse.Namespace, kind: str) -> dict[str, Any]:
+    import keras_tuner as kt
+
+    from optmpp.objectives.keras_common import import_keras
+
+    keras = import_keras()
+    counts = {"epochs": 0, "fit_s": 0.0, "trials": 0}
+
+    class Counter(keras.callbacks.Callback):
+        def on_train_begin(self, logs: Any = None) -> None:
+            self._t = time.perf_counter()
+            counts["trials"] += 1
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            counts["epochs"] += 1
+
+        def on_train_end(self, logs: Any = None) -> None:
+            counts["fit_s"] += time.perf_counter() - self._t
+
+    class HyperModel(kt.HyperModel):
+        def build(self, hp: Any) -> Any:
+            return objective.build(hp_params(case, hp, objective.options))
+
+    work = Path(tempfile.mkdtemp(prefix="optmpp-kt-"))
+    keras.utils.set_random_seed(seed)
+    if kind == "hyperband":
+        tuner = kt.Hyperband(HyperModel(), objective="val_loss", max_epochs=args.max_epochs, factor=args.factor,
+                             seed=seed, directory=str(work), project_name="p", overwrite=True)
+        epochs = args.max_epochs
+    else:
+        tuner = kt.RandomSearch(HyperModel(), objective="val_loss", max_trials=args.random_trials, seed=seed,
+                                directory=str(work), project_name="p", overwrite=True)
+        epochs = args.random_epochs
+    tr, va = objective.split["train"], objective.split["val"]
+    t0 = time.perf_counter()
+    tuner.search(objective.inputs[tr], objective.y[tr], validation_data=(objective.inputs[va], objective.y[va]),
+                 epochs=epochs, batch_size=objective.options.batch_size, verbose=0, callbacks=[Counter()])
+    wall = time.perf_counter() - t0
+    best = tuner.oracle.get_best_trials(1)[0]
+    values = {k: v for k, v in best.hyperparameters.values.items() if not k.startswith("tuner/")}
+    best_epochs = int(best.hyperparameters.values.get("tuner/epochs", epochs))
+    shutil.rmtree(work, ignore_errors=True)
+    return {"tool": f"KerasTuner {kind}", "wall_s": wall, "epochs": counts["epochs"], "trials": counts["trials"],
+            "train_share": counts["fit_s"] / wall, "best_val": float(best.score), "params": values,
+            "retrain_epochs": best_epochs}
+
+
+def run_optmpp(case: str, seed: int, args: argparse.Namespace, workers: int, algorithm: str,
+               epoch_budget: int | None, url: str) -> dict[str, Any]:
+    import optuna
+
+    from optmpp.config import parse_study_config
+    from optmpp.workers import run_study
+
+    max_epochs = args.max_epochs if algorithm == "hyperband" else args.random_epochs
+    name = f"vs-kt-{case}-{algorithm}-w{workers}-s{seed}-{time.time_ns()}"
+    cfg = parse_study_config({
+        "name": name, "seed": seed, "n_trials": 100_000 if epoch_budget else args.random_trials,
+        "algorithm": {"name": algorithm, **({"reduction_factor": args.factor} if algorithm == "hyperband" else {})},
+        "objective": {"name": CASES[case]["objective"], **objective_options(case, max_epochs)},
+    }, "vs_kerastuner.toml")
+    t0 = time.perf_counter()
+    summary = run_study(cfg, url, workers=workers, epoch_budget=epoch_budget, log=lambda m: None, poll_s=0.5)
+    wall = time.perf_counter() - t0
+    study = optuna.load_study(study_name=name, storage=url)
+    inside = sum(t.user_attrs.get("wall_time_s", 0.0) for t in study.trials)
+    best = study.best_trial
+    return {"tool": f"optmpp {algorithm}, {workers} worker(s)", "wall_s": wall, "epochs": summary.epochs,
+            "trials": summary.counts["finished"], "train_share": inside / (workers * wall),
+            "best_val": float(best.value), "params": dict(best.params),
+            "retrain_epochs": int(best.user_attrs.get("best_epoch") or best.user_attrs["epochs"])}
+
+
+def test_r2(objective: Any, result: dict[str, Any], seed: int, key: str) -> float:
+    ev = objective.evaluate(result["params"], seed=seed, epochs=result["retrain_epochs"])
+    return float(ev.metrics[key])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--case", choices=sorted(CASES), default="mi")
+    ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--max-epochs", type=int, default=27)
+    ap.add_argument("--factor", type=int, default=3)
+    ap.add_argument("--random-trials", type=int, default=0, help="also RandomSearch vs random with N trials")
+    ap.add_argument("--random-epochs", type=int, default=9)
+    ap.add_argument("--no-retrain", action="store_true", help="skip the test R² of the best models")
+    ap.add_argument("--json", help="write every run's figures to this file")
+    args = ap.parse_args()
+
+    import optuna
+
+    from optmpp.objectives import make_objective
+    from optmpp.objectives.keras_common import import_keras
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    import_keras()
+    objective = make_objective(CASES[args.case]["objective"], objective_options(args.case, args.max_epochs))
+    tmp = Path(tempfile.mkdtemp(prefix="optmpp-vs-kt-"))
+    url = f"sqlite:///{tmp}/bench.db"
+    print(f"# {CASES[args.case]['objective']}: max_epochs {args.max_epochs}, reduction factor {args.factor}, "
+          f"batch {objective.options.batch_size}, {os.cpu_count()} cores, seeds {args.seeds}", flush=True)
+    runs: list[dict[str, Any]] = []
+    for seed in range(args.seeds):
+        plan = [("kt", "hyperband", 1)] + [("optmpp", "hyperband", w) for w in (1, 2)]
+        if args.random_trials:
+            plan += [("kt", "random", 1), ("optmpp", "random", 1), ("optmpp", "random", 2)]
+        kt_epochs = {}
+        for tool, algo, workers in plan:
+            if tool == "kt":
+                r = run_kerastuner(args.case, objective, seed, args, algo)
+                kt_epochs[algo] = r["epochs"]
+            else:
+                r = run_optmpp(args.case, seed, args, workers, algo,
+                               kt_epochs["hyperband"] if algo == "hyperband" else None, url)
+            r.update(seed=seed, algo=algo, workers=workers)
+            if not args.no_retrain:
+                r["test_r2"] = test_r2(objective, r, seed, CASES[args.case]["r2"])
+            runs.append(r)
+            print(f"seed {seed} | {r['tool']:<32} | {r['wall_s']:7.1f} s | {r['epochs']:5d} epochs | "
+                  f"{r['trials']:4d} trials | {100 * r['train_share']:5.1f}% training | best val {r['best_val']:.5f}"
+                  + (f" | test R² {r['test_r2']:.5f}" if "test_r2" in r else ""), flush=True)
+    print("\n# medians over seeds")
+    print("| run | wall (s) | epochs | trials | time training (KerasTuner: in fit; optmpp: in the objective) | best val loss | test R² | wall / KerasTuner wall |")
+    print("|---|---|---|---|---|---|---|---|")
+    tools = list(dict.fromkeys(r["tool"] for r in runs))
+    med = {t: {k: statistics.median([r[k] for r in runs if r["tool"] == t])
+               for k in ("wall_s", "epochs", "trials", "train_share", "best_val", "test_r2") if k in runs[0]}
+           for t in tools}
+    for t in tools:
+        m = med[t]
+        ref = med[f"KerasTuner {'random' if 'random' in t else 'hyperband'}"]["wall_s"]
+        print(f"| {t} | {m['wall_s']:.1f} | {m['epochs']:.0f} | {m['trials']:.0f} | {100 * m['train_share']:.0f}% | "
+              f"{m['best_val']:.5f} | {m.get('test_r2', float('nan')):.5f} | {m['wall_s'] / ref:.2f} |")
+    if args.json:
+        Path(args.json).write_text(json.dumps(runs, indent=2, default=str))
+
+
+if __name__ == "__main__":
+    main()
