@@ -723,6 +723,7 @@ def run_compare(
         elif config.budget.kind == "seconds":
             kwargs["timeout"] = config.budget.amount - elapsed
             kwargs["queue_ahead"] = workers
+            kwargs["cut_at_timeout"] = True
         log(f"{tag} {sc.name}: " + (f"resuming ({finished} trials finished earlier)" if finished else "starting")
             + f" ({format_duration(time.monotonic() - t_all)} into the comparison)")
         t0 = time.monotonic()

@@ -117,12 +117,16 @@ def _serialize_sqlite_transactions(engine: Any) -> None:
     read-check-write (Optuna's WAITING -> RUNNING claim of a queued trial, its trial numbering)
     is not atomic across processes: two workers could claim the same trial. Taking the write
     lock at BEGIN makes each transaction atomic; the busy timeout makes others wait for it.
+
+    Foreign keys are enforced too (SQLite does not by default): a worker that outlived its
+    deleted study cannot add trials to a study id that SQLite later hands to a new study.
     """
     from sqlalchemy import event
 
     @event.listens_for(engine, "connect")
     def _no_implicit_begin(dbapi_connection: Any, record: Any) -> None:
         dbapi_connection.isolation_level = None
+        dbapi_connection.execute("PRAGMA foreign_keys=ON")
 
     @event.listens_for(engine, "begin")
     def _begin_immediate(conn: Any) -> None:

@@ -106,13 +106,34 @@ def _storage_for(config: StudyConfig, url: str) -> optuna.storages.RDBStorage:
 
 
 def _counts(study: optuna.Study) -> dict[str, int]:
+    """Trials by state (and ``finished`` = complete + pruned): one COUNT query on an RDB."""
     from optuna.trial import TrialState
 
     counts = {s.name.lower(): 0 for s in TrialState}
-    for t in study.get_trials(deepcopy=False):
-        counts[t.state.name.lower()] += 1
+    try:
+        counts.update(_count_rows(study))
+    except Exception:  # noqa: BLE001 - not an RDB storage, or Optuna's tables changed: read them all
+        for t in study.get_trials(deepcopy=False):
+            counts[t.state.name.lower()] += 1
     counts["finished"] = counts["complete"] + counts["pruned"]
     return counts
+
+
+def _count_rows(study: optuna.Study) -> dict[str, int]:
+    """``SELECT state, COUNT(*) ... GROUP BY state`` instead of loading every trial (~ms at 5k)."""
+    from optuna.storages import RDBStorage
+    from optuna.storages._rdb import models
+    from sqlalchemy import func
+
+    storage = study._storage
+    storage = getattr(storage, "_backend", storage)  # unwrap a cached storage
+    if not isinstance(storage, RDBStorage):
+        raise TypeError("not an RDB storage")
+    with storage.scoped_session() as session:
+        rows = (session.query(models.TrialModel.state, func.count(models.TrialModel.trial_id))
+                .filter(models.TrialModel.study_id == study._study_id)
+                .group_by(models.TrialModel.state).all())
+    return {state.name.lower(): int(n) for state, n in rows}
 
 
 def epochs_consumed(trials: list[Any]) -> int:
@@ -276,6 +297,46 @@ class _Heartbeat:
             self._thread.join()
 
 
+def _budgeted(pruner: Any, cut: threading.Event) -> Any:
+    """``pruner`` that also prunes every trial once ``cut`` is set (the budget is spent).
+
+    A subclass of the pruner's own class, so that Optuna's special handling of
+    ``HyperbandPruner`` (brackets for BOHB's sampler) still applies.
+    """
+    import optuna
+
+    inner = pruner if pruner is not None else optuna.pruners.NopPruner()
+    cls = type(inner)
+
+    def prune(self: Any, study: Any, trial: Any) -> bool:
+        return cut.is_set() or cls.prune(self, study, trial)
+
+    budgeted = object.__new__(type(f"Budgeted{cls.__name__}", (cls,), {"prune": prune}))
+    budgeted.__dict__.update(inner.__dict__)
+    budgeted._optmpp_cut = cut
+    return budgeted
+
+
+class _BudgetWatch(threading.Thread):
+    """Sets ``cut`` once the study's trials consumed ``epoch_budget`` epochs or at ``deadline``."""
+
+    def __init__(self, study: Any, cut: threading.Event, epoch_budget: int | None, deadline: float | None,
+                 every_s: float = 1.0) -> None:
+        super().__init__(daemon=True)
+        self.study, self.cut, self.epoch_budget, self.deadline, self.every_s = study, cut, epoch_budget, deadline, every_s
+
+    def run(self) -> None:
+        while not self.cut.wait(self.every_s):
+            try:
+                if self.deadline is not None and time.monotonic() >= self.deadline:
+                    self.cut.set()
+                elif self.epoch_budget is not None and epochs_consumed(
+                        self.study.get_trials(deepcopy=False)) >= self.epoch_budget:
+                    self.cut.set()
+            except Exception:  # noqa: BLE001 - a storage hiccup: check again next time
+                pass
+
+
 def _pop_waiting(study: optuna.Study) -> int | None:
     """Claim a WAITING trial (atomic WAITING -> RUNNING); None when the queue is empty."""
     from optuna.exceptions import UpdateFinishedTrialError
@@ -335,7 +396,8 @@ def limit_threads(n: int) -> None:
         pass
 
 
-def _run_one(study: optuna.Study, trial_id: int, objective: Any, config: StudyConfig, worker: str) -> tuple[str, float | None, int, str]:
+def _run_one(study: optuna.Study, trial_id: int, objective: Any, config: StudyConfig, worker: str,
+             cut: threading.Event | None = None) -> tuple[str, float | None, int, str]:
     """Run one claimed trial; returns (state, value, epochs, error)."""
     import optuna
     from optuna.trial import TrialState
@@ -382,6 +444,8 @@ def _run_one(study: optuna.Study, trial_id: int, objective: Any, config: StudyCo
         trial.set_user_attr("wall_time_s", round(wall, 4))
         if error:
             trial.set_user_attr("error", error[:2000])
+        if state == TrialState.PRUNED and cut is not None and cut.is_set():
+            trial.set_user_attr("stopped_by_budget", True)
         if state == TrialState.COMPLETE:
             study.tell(trial, value)
         else:
@@ -409,6 +473,7 @@ def run_worker(
     epoch_budget: int | None = None,
     queue_ahead: int | None = None,
     parent_pid: int | None = None,
+    cut_at_timeout: bool = False,
 ) -> WorkerStats:
     """Run trials of the (prepared) study until it holds ``n_trials`` finished trials.
 
@@ -419,6 +484,10 @@ def run_worker(
     budget), ``n_trials`` is only a cap and trials are queued a few at a time. A worker
     spawned by ``run`` (``parent_pid``) stops when its parent is gone, and any worker stops
     when its study is deleted.
+
+    With an epoch budget (or ``cut_at_timeout`` and a timeout), trials still running when the
+    budget is spent are stopped at their next reported epoch and recorded as PRUNED with the
+    user attribute ``stopped_by_budget``, so that no study trains much past the budget.
     """
     if epoch_budget is not None and queue_ahead is None:
         queue_ahead = 1
@@ -442,15 +511,21 @@ def run_worker(
     stored = len(storage.get_all_trials(storage.get_study_id_from_name(config.name), deepcopy=False))
     algo = zlib.crc32(config.algorithm.name.encode())
     seed = (config.seed * 1_000_003 + algo + worker_index * 10_007 + stored) % (2**31 - 1)
+    pruner = make_pruner(config.algorithm.name, options, getattr(objective, "max_budget", None))
+    cut = threading.Event()  # set when the budget is spent: running trials stop at their next epoch
+    if epoch_budget is not None or (cut_at_timeout and timeout is not None):
+        pruner = _budgeted(pruner, cut)
     study = optuna.load_study(
         study_name=config.name,
         storage=storage,
         sampler=make_sampler(config.algorithm.name, options, seed=seed),
-        pruner=make_pruner(config.algorithm.name, options, getattr(objective, "max_budget", None)),
+        pruner=pruner,
     )
     worker = f"{socket.gethostname()}:{os.getpid()}"
     stats = WorkerStats()
     start = time.monotonic()
+    if pruner is not None and cut is getattr(pruner, "_optmpp_cut", None):
+        _BudgetWatch(study, cut, epoch_budget, start + timeout if cut_at_timeout and timeout else None).start()
     streak = 0
     max_streak = config.reliability.max_consecutive_failures
     idle_sleep = 0.5
@@ -499,7 +574,7 @@ def run_worker(
         idle_sleep = 0.5
         try:
             number = study._storage.get_trial_number_from_id(trial_id)
-            state, value, epochs, error = _run_one(study, trial_id, objective, config, worker)
+            state, value, epochs, error = _run_one(study, trial_id, objective, config, worker, cut)
         except (KeyboardInterrupt, StorageError):
             raise
         except Exception as exc:  # noqa: BLE001 - lose at most the trial in flight
@@ -533,6 +608,7 @@ def run_worker(
                     f"{max_streak}); last error: {redact_text(error, storage_url)}"
                 )
                 break
+    cut.set()  # ends the budget watch
     return stats
 
 
@@ -610,6 +686,7 @@ def _worker_main(
     queue: Any,
     epoch_budget: int | None = None,
     queue_ahead: int | None = None,
+    cut_at_timeout: bool = False,
 ) -> None:
     """Entry point of a spawned worker process."""
     stop = threading.Event()
@@ -622,7 +699,7 @@ def _worker_main(
         stats = run_worker(
             config, storage_url, worker_index=index, n_trials=n_trials, timeout=timeout,
             threads=threads, log=_stderr, stop=stop, verbose=verbose, epoch_budget=epoch_budget,
-            queue_ahead=queue_ahead, parent_pid=os.getppid(),
+            queue_ahead=queue_ahead, parent_pid=os.getppid(), cut_at_timeout=cut_at_timeout,
         )
         queue.put((index, "ok", stats.stop_reason))
     except KeyboardInterrupt:
@@ -665,6 +742,7 @@ def run_study(
     epoch_budget: int | None = None,
     progress_label: str = "",
     queue_ahead: int | None = None,
+    cut_at_timeout: bool = False,
 ) -> StudySummary:
     """Prepare the study and run ``workers`` spawned worker processes until its budget is met.
 
@@ -688,7 +766,7 @@ def run_study(
         procs = [
             ctx.Process(
                 target=_worker_main,
-                args=(config, storage_url, i, n_trials, timeout, threads, verbose_workers, queue, epoch_budget, queue_ahead),
+                args=(config, storage_url, i, n_trials, timeout, threads, verbose_workers, queue, epoch_budget, queue_ahead, cut_at_timeout),
                 name=f"optmpp-worker-{i}",
             )
             for i in range(workers)

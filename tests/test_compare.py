@@ -297,3 +297,19 @@ def test_compare_keras_two_algorithms(tmp_path: Path, real_data: Path) -> None:
     study = optuna.load_study(study_name="k.random.s0", storage=f"sqlite:///{tmp_path}/k.db")
     best = study.best_trial
     assert len(best.user_attrs["train_loss"]) == best.user_attrs["epochs"]  # the training curve
+
+
+def test_running_trials_stop_when_the_epoch_budget_is_spent(sqlite_url: str, tmp_path: Path) -> None:
+    # no pruner (random), 40-epoch trials of 0.05 s per epoch, a 30-epoch budget, 2 workers:
+    # without the cut both first trials would run to 40 epochs (80 in all)
+    cfg = parse_compare_config(toy_compare(algorithms=["random"], seeds=1, budget={"epochs": 30},
+                                           objective={"name": "toy_objectives:make", "max_epochs": 40, "sleep": 0.05}),
+                               "c.toml")
+    run_compare(cfg, sqlite_url, out_dir=tmp_path / "o", log=lambda m: None, show_progress=False, retrain=False)
+    s = optuna.load_study(study_name="cmp.random.s0", storage=sqlite_url)
+    done = [t for t in s.trials if t.state.is_finished()]
+    from optmpp.workers import epochs_consumed
+
+    assert 30 <= epochs_consumed(s.trials) <= 30 + 2 * 25  # <= 1.25 s of 2 workers past the budget
+    assert all(t.state == optuna.trial.TrialState.PRUNED and t.user_attrs["stopped_by_budget"] for t in done)
+    assert all(len(t.intermediate_values) < 40 for t in done)
