@@ -143,19 +143,14 @@ def test_target_time_to_target_and_speedup() -> None:
 # running comparisons (toy objective: cheap; every storage)
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
-def test_trials_budget(backend: str, sqlite_url: str, tmp_path: Path) -> None:
+def test_trials_budget_on_postgresql(tmp_path: Path) -> None:
     from conftest import drop_pg_database, make_pg_database
 
-    if backend == "postgresql":
-        db, storage_url = make_pg_database()
-    else:
-        db, storage_url = None, sqlite_url
+    db, storage_url = make_pg_database()
     try:
         _check_trials_budget(storage_url, tmp_path)
     finally:
-        if db:
-            drop_pg_database(db)
+        drop_pg_database(db)
 
 
 def _check_trials_budget(storage_url: str, tmp_path: Path) -> None:
