@@ -5,8 +5,8 @@
     python benchmarks/vs_kerastuner.py --case tg --seeds 1 --max-epochs 9
     python benchmarks/vs_kerastuner.py --case mi --random-trials 10 --random-epochs 9
 
-Same data, split (the objective's), search space (the objective's, rebuilt as KerasTuner
-hyperparameters with the same names), batch size, max_epochs and reduction factor. Per seed:
+Same data, split (the objective's), search space (the objective's own ``suggest`` run on
+KerasTuner hyperparameters), batch size, max_epochs and reduction factor. Per seed:
 
 * KerasTuner ``Hyperband`` in this process (Keras ``fit``), counting every epoch it trains;
 * optmpp ``hyperband`` with 1 and with 2 worker processes (``optmpp run`` machinery, SQLite),
@@ -48,33 +48,24 @@ def objective_options(case: str, max_epochs: int) -> dict[str, Any]:
     return {"max_epochs": max_epochs, "batch_size": c["batch_size"], "restore_best": True, **c.get("extra", {})}
 
 
-def hp_params(case: str, hp: Any, o: Any) -> dict[str, Any]:
-    """The objective's search space as KerasTuner hyperparameters (same names and ranges)."""
-    p: dict[str, Any] = {}
-    if case == "mi":
-        def block(s: str) -> None:
-            p[f"units_{s}"] = hp.Int(f"units_{s}", o.units[0], o.units[1], step=o.units[2])
-            p[f"alpha_{s}"] = hp.Float(f"alpha_{s}", o.alpha[0], o.alpha[1], step=o.alpha[2])
-            p[f"dropout_{s}"] = hp.Float(f"dropout_{s}", o.dropout[0], o.dropout[1], step=o.dropout[2])
+class HPTrial:
+    """The objective's own ``suggest(trial)`` run on KerasTuner hyperparameters: same names,
+    ranges, steps and log scales, so both tools search exactly the same space."""
 
-        block("1")
-        p["num_layers"] = hp.Int("num_layers", *o.num_layers)
-        for i in range(1, p["num_layers"] + 1):
-            block(f"hid_{i}")
-    else:
-        p["conv_blocks"] = hp.Int("conv_blocks", *o.conv_blocks)
-        for i in range(1, p["conv_blocks"] + 1):
-            p[f"filters_{i}"] = hp.Int(f"filters_{i}", *o.filters, sampling="log")
-            p[f"kernel_{i}"] = hp.Int(f"kernel_{i}", *o.kernel)
-        p["dense_blocks"] = hp.Int("dense_blocks", *o.dense_blocks)
-        for i in range(1, p["dense_blocks"] + 1):
-            p[f"units_{i}"] = hp.Int(f"units_{i}", *o.units, sampling="log")
-            p[f"dropout_{i}"] = hp.Float(f"dropout_{i}", o.dropout[0], o.dropout[1], step=o.dropout[2])
-    p["learning_rate"] = hp.Choice("learning_rate", list(o.learning_rates))
-    return p
+    def __init__(self, hp: Any) -> None:
+        self.hp = hp
+
+    def suggest_int(self, name: str, low: int, high: int, step: int = 1, log: bool = False) -> int:
+        return self.hp.Int(name, low, high, step=None if log else step, sampling="log" if log else "linear")
+
+    def suggest_float(self, name: str, low: float, high: float, step: float | None = None, log: bool = False) -> float:
+        return self.hp.Float(name, low, high, step=step, sampling="log" if log else "linear")
+
+    def suggest_categorical(self, name: str, choices: Any) -> Any:
+        return self.hp.Choice(name, list(choices))
 
 
-def run_kerastuner(case: str, objective: Any, seed: int, args: argparse.Namespace, kind: str) -> dict[str, Any]:
+def run_kerastuner(objective: Any, seed: int, args: argparse.Namespace, kind: str) -> dict[str, Any]:
     import keras_tuner as kt
 
     from optmpp.objectives.keras_common import import_keras
@@ -95,7 +86,7 @@ def run_kerastuner(case: str, objective: Any, seed: int, args: argparse.Namespac
 
     class HyperModel(kt.HyperModel):
         def build(self, hp: Any) -> Any:
-            return objective.build(hp_params(case, hp, objective.options))
+            return objective.build(objective.suggest(HPTrial(hp)))
 
     work = Path(tempfile.mkdtemp(prefix="optmpp-kt-"))
     keras.utils.set_random_seed(seed)
@@ -184,7 +175,7 @@ def main() -> None:
         kt_epochs = {}
         for tool, algo, workers in plan:
             if tool == "kt":
-                r = run_kerastuner(args.case, objective, seed, args, algo)
+                r = run_kerastuner(objective, seed, args, algo)
                 kt_epochs[algo] = r["epochs"]
             else:
                 r = run_optmpp(args.case, seed, args, workers, algo,

@@ -35,7 +35,7 @@ import math
 import platform
 import statistics
 import time
-import tomllib
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -44,7 +44,7 @@ from typing import Any
 from optmpp import __version__
 from optmpp._tables import ConfigError, coerce
 from optmpp.algorithms import ALGORITHMS
-from optmpp.config import StudyConfig, parse_study_config
+from optmpp.config import StudyConfig, parse_study_config, read_toml
 
 __all__ = [
     "Budget",
@@ -172,16 +172,7 @@ def parse_compare_config(data: Any, path: str | Path = "<memory>") -> CompareCon
 
 
 def load_compare_config(path: str | Path) -> CompareConfig:
-    p = Path(path)
-    try:
-        data = tomllib.loads(p.read_bytes().decode("utf-8"))
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: no such comparison file") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{p}: cannot read the comparison file: {exc}") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise ConfigError(f"{p}: invalid TOML: {exc}") from None
-    return parse_compare_config(data, p)
+    return parse_compare_config(read_toml(path, "comparison file"), path)
 
 
 # --------------------------------------------------------------------------------------
@@ -494,7 +485,8 @@ def plot_anytime(path: Path, records: list[StudyRecord], title: str) -> None:
             end = max(getattr(r, attr)[-1] for r in recs)
             grid = np.linspace(0, end, 300)
             curves = np.vstack([_step_on_grid(getattr(r, attr), r.best, grid) for r in recs])
-            with np.errstate(all="ignore"), _quiet():
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # all-NaN columns before a study's first trial
                 med = np.nanmedian(curves, axis=0)
                 lo, hi = np.nanmin(curves, axis=0), np.nanmax(curves, axis=0)
             ax.plot(grid, med, color=color, lw=1.8, label=f"{g} (n={len(recs)})", drawstyle="steps-post")
@@ -510,18 +502,6 @@ def plot_anytime(path: Path, records: list[StudyRecord], title: str) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-class _quiet:
-    def __enter__(self) -> None:
-        import warnings
-
-        self._w = warnings.catch_warnings()
-        self._w.__enter__()
-        warnings.simplefilter("ignore")
-
-    def __exit__(self, *exc: object) -> None:
-        self._w.__exit__(*exc)
 
 
 def plot_curves(path: Path, recs: list[StudyRecord], group: str) -> None:
@@ -652,14 +632,12 @@ def report(
 # compare: run what is missing, then report
 
 
-def _study_done(config: StudyConfig, budget: Budget, url: str) -> tuple[bool, float, int]:
+def _study_done(config: StudyConfig, budget: Budget, storage: Any) -> tuple[bool, float, int]:
     """(budget reached, tuning seconds so far, finished trials) of a study, from the storage."""
     import optuna
 
-    from optmpp.storage import make_storage
     from optmpp.workers import _counts, epochs_consumed
 
-    storage = make_storage(url, heartbeat_interval=None)
     try:
         study = optuna.load_study(study_name=config.name, storage=storage)
     except KeyError:
@@ -674,13 +652,11 @@ def _study_done(config: StudyConfig, budget: Budget, url: str) -> tuple[bool, fl
     return elapsed >= budget.amount, elapsed, finished
 
 
-def _add_elapsed(config: StudyConfig, url: str, seconds: float) -> None:
+def _add_elapsed(config: StudyConfig, storage: Any, seconds: float) -> None:
     import optuna
 
-    from optmpp.storage import make_storage
-
     try:
-        study = optuna.load_study(study_name=config.name, storage=make_storage(url, heartbeat_interval=None))
+        study = optuna.load_study(study_name=config.name, storage=storage)
     except KeyError:
         return
     study.set_user_attr(ELAPSED_ATTR, round(float(study.user_attrs.get(ELAPSED_ATTR, 0.0)) + seconds, 3))
@@ -700,7 +676,10 @@ def run_compare(
 ) -> dict[str, Any]:
     """Run (or resume) every study of the comparison, then write its report."""
     from optmpp.progress import format_duration
+    from optmpp.storage import make_storage
     from optmpp.workers import run_study
+
+    storage = make_storage(storage_url, heartbeat_interval=None)  # for reading and the elapsed time
 
     workers = workers or config.workers
     seeds = seeds or config.seeds
@@ -712,7 +691,7 @@ def run_compare(
     t_all = time.monotonic()
     for i, (seed, algo) in enumerate(plan, 1):
         sc = config.study_config(algo, seed)
-        done, elapsed, finished = _study_done(sc, config.budget, storage_url)
+        done, elapsed, finished = _study_done(sc, config.budget, storage)
         tag = f"[{i}/{len(plan)} {algo} seed {seed}]"
         if done:
             log(f"{tag} {sc.name}: budget reached earlier, not re-run")
@@ -731,7 +710,7 @@ def run_compare(
             summary = run_study(sc, storage_url, workers=workers, threads=threads, log=log,
                                 show_progress=show_progress, progress_label=tag, **kwargs)
         finally:
-            _add_elapsed(sc, storage_url, time.monotonic() - t0)
+            _add_elapsed(sc, storage, time.monotonic() - t0)
         best = "-" if summary.best_value is None else f"{summary.best_value:.5g}"
         log(f"{tag} done in {format_duration(time.monotonic() - t0)}: {summary.counts['finished']} finished, "
             f"{summary.counts['fail']} failed, {summary.epochs} epochs, best {best}")

@@ -78,7 +78,7 @@ class ReliabilityConfig:
         max_consecutive_failures: a worker stops after this many failed trials in a row
             instead of burning the budget (0 = never stop).
         checkpoint_dir: when set, objectives that support it (``hdpe-mi-dnn``, ``tg-cnn``, and
-            plug-ins using :func:`optmpp.objectives.base.trial_checkpoint`) save each running
+            plug-ins using :func:`optmpp.objectives.base.resume`) save each running
             trial's training state there every ``checkpoint_every`` epochs, so that a trial
             whose worker died resumes from its last saved epoch when retried. Workers on
             several machines need it on a shared file system.
@@ -236,19 +236,23 @@ def parse_study_config(data: Any, path: str | Path = "<memory>") -> StudyConfig:
     )
 
 
-def load_study_config(path: str | Path) -> StudyConfig:
-    """Read and validate the study file at ``path``."""
+def read_toml(path: str | Path, what: str = "study file") -> Any:
+    """The parsed TOML file at ``path``; every problem is a :class:`ConfigError` naming it."""
     p = Path(path)
     try:
         raw = p.read_bytes()
     except FileNotFoundError:
-        raise ConfigError(f"{p}: no such study file") from None
+        raise ConfigError(f"{p}: no such {what}") from None
     except OSError as exc:
-        raise ConfigError(f"{p}: cannot read the study file: {exc.strerror or exc}") from None
+        raise ConfigError(f"{p}: cannot read the {what}: {exc.strerror or exc}") from None
     try:
-        data = tomllib.loads(raw.decode("utf-8"))
+        return tomllib.loads(raw.decode("utf-8"))
     except UnicodeDecodeError as exc:
         raise ConfigError(f"{p}: not UTF-8 text (byte {exc.start})") from None
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{p}: invalid TOML: {exc}") from None
-    return parse_study_config(data, p)
+
+
+def load_study_config(path: str | Path) -> StudyConfig:
+    """Read and validate the study file at ``path``."""
+    return parse_study_config(read_toml(path), path)

@@ -9,7 +9,7 @@ from typing import Any
 
 import optuna
 
-from optmpp.objectives.base import Evaluation, origin_number, parse_options, replay_reports, trial_checkpoint
+from optmpp.objectives.base import Evaluation, parse_options, resume
 
 
 @dataclass(frozen=True)
@@ -45,13 +45,8 @@ class Toy:
             raise RuntimeError(f"x={params['x']:.3f} is too large for this toy")
         v = float("nan")
         # per-epoch checkpoints, as a real objective does them (resume a retried trial)
-        checkpoint, origin = trial_checkpoint(trial), origin_number(trial)
-        vals: list[float] = []
-        saved = checkpoint.load() if checkpoint is not None and origin != trial.number else None
-        if saved is not None:
-            vals = list(saved[0]["val_loss"])
-            replay_reports(trial, vals)
-            trial.set_user_attr("resumed_from_epoch", len(vals))
+        _, checkpoint, saved = resume(trial)
+        vals: list[float] = [] if saved is None else list(saved[0]["val_loss"])
         try:
             for step in range(len(vals) + 1, self.options.max_epochs + 1):
                 if self.options.sleep:

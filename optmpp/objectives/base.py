@@ -47,6 +47,7 @@ __all__ = [
     "parse_options",
     "regression_metrics",
     "report_epoch",
+    "resume",
     "scaled_and_unit_metrics",
     "trial_checkpoint",
 ]
@@ -162,6 +163,7 @@ class Checkpoint:
     def __init__(self, path: Path, every: int = 1) -> None:
         self.path = Path(path)
         self.every = max(1, int(every))
+        self.extra: dict[str, Any] = {}  # saved with every ``meta`` (e.g. the trial's params)
 
     def load(self) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
         try:
@@ -178,7 +180,7 @@ class Checkpoint:
     def save(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        blob = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+        blob = np.frombuffer(json.dumps({**meta, **self.extra}).encode(), dtype=np.uint8)
         with open(tmp, "wb") as fh:
             np.savez(fh, __meta__=blob, **arrays)
         os.replace(tmp, self.path)
@@ -197,18 +199,43 @@ def enable_checkpoints(root: str | Path | None, every: int = 1) -> None:
     _CHECKPOINTS["every"] = every
 
 
-def trial_checkpoint(trial: Any) -> Checkpoint | None:
-    """The checkpoint of ``trial`` (shared by its retries), or None when checkpoints are off.
-
-    For objectives: load it at the start (resume when it holds state, re-reporting the saved
-    validation losses), save after each reported epoch when ``due``, discard when the trial ends.
-    """
+def trial_checkpoint(trial: Any, origin: int | None = None) -> Checkpoint | None:
+    """The checkpoint of ``trial`` (shared by its retries), or None when checkpoints are off."""
     root = _CHECKPOINTS["root"]
     if root is None:
         return None
     study = getattr(getattr(trial, "study", None), "study_name", None) or "study"
     safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in study)
-    return Checkpoint(root / safe / f"trial-{origin_number(trial)}.npz", _CHECKPOINTS["every"])
+    number = origin_number(trial) if origin is None else origin
+    return Checkpoint(root / safe / f"trial-{number}.npz", _CHECKPOINTS["every"])
+
+
+def resume(trial: Any, params: dict[str, Any] | None = None) -> tuple[int, Checkpoint | None, Any]:
+    """An objective's start with checkpoints: ``(origin, checkpoint, saved)``.
+
+    ``origin`` is the first attempt's trial number (seed training from it); ``checkpoint`` is
+    None when checkpoints are off; ``saved`` is ``(meta, arrays)`` when this trial retries a
+    killed one whose checkpoint holds state (and, with ``params``, the same parameters), else
+    None. When resuming, the saved epochs' validation losses (``meta["val_loss"]``) are
+    re-reported and ``resumed_from_epoch`` is recorded (0 for a retry from scratch). The
+    objective then saves after each reported epoch when ``checkpoint.due(epoch)`` and discards
+    the checkpoint when the trial ends.
+    """
+    origin = origin_number(trial)
+    checkpoint = trial_checkpoint(trial, origin)
+    if checkpoint is not None and params is not None:
+        checkpoint.extra["params"] = params
+    if origin == trial.number:
+        return origin, checkpoint, None
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None and params is not None and saved[0].get("params") != params:
+        saved = None
+    if saved is None:
+        trial.set_user_attr("resumed_from_epoch", 0)  # user attributes are inherited by retries
+    else:
+        replay_reports(trial, saved[0]["val_loss"])
+        trial.set_user_attr("resumed_from_epoch", int(saved[0]["epochs"]))
+    return origin, checkpoint, saved
 
 
 def replay_reports(trial: Any, val_losses: list[float]) -> None:

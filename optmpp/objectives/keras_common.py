@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from optmpp.objectives.base import origin_number, replay_reports, report_epoch, trial_checkpoint
+from optmpp.objectives.base import report_epoch, resume
 
 if TYPE_CHECKING:
     import optuna
@@ -151,19 +151,6 @@ def train_epochs(
     return result
 
 
-class _ParamsCheckpoint:
-    """A checkpoint that also records the trial's parameters (checked before resuming)."""
-
-    def __init__(self, checkpoint: Any, params: dict[str, Any]) -> None:
-        self._checkpoint, self._params = checkpoint, params
-
-    def due(self, epoch: int) -> bool:
-        return self._checkpoint.due(epoch)
-
-    def save(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
-        self._checkpoint.save({**meta, "params": self._params}, arrays)
-
-
 class KerasRegressionObjective:
     """Shared trial function / evaluate / save of the Keras objectives.
 
@@ -222,23 +209,9 @@ class KerasRegressionObjective:
         net = self.fast_net(params)
         if net is None:
             return self._call_keras(trial, params)
-        origin = origin_number(trial)  # a retried trial trains as its first attempt did
-        checkpoint = trial_checkpoint(trial)
-        saved = None
-        if checkpoint is not None and origin != trial.number:
-            saved = checkpoint.load()
-            if saved is not None and saved[0].get("params") != params:
-                saved = None
-        epochs_done = 0
-        train_losses: list[float] = []
-        if saved is not None:
-            meta = saved[0]
-            replay_reports(trial, meta["val_loss"])
-            epochs_done = int(meta["epochs"])
-            train_losses = [round(float(v), 7) for v in meta["train_loss"]]
-            trial.set_user_attr("resumed_from_epoch", epochs_done)
-        elif origin != trial.number:
-            trial.set_user_attr("resumed_from_epoch", 0)  # a retry from scratch (attrs are inherited)
+        origin, checkpoint, saved = resume(trial, params)  # a retry trains as its first attempt did
+        epochs_done = 0 if saved is None else int(saved[0]["epochs"])
+        train_losses = [] if saved is None else [round(float(v), 7) for v in saved[0]["train_loss"]]
 
         def on_epoch(epoch: int, train_loss: float, val_loss: float) -> None:
             nonlocal epochs_done
@@ -246,11 +219,10 @@ class KerasRegressionObjective:
             train_losses.append(round(float(train_loss), 7))
             report_epoch(trial, epoch, val_loss)
 
-        saver = None if checkpoint is None else _ParamsCheckpoint(checkpoint, params)
         try:
             result = self._trainer("tune").train(
                 net, self.options.max_epochs, self.options.seed + origin, on_epoch, self.options.restore_best,
-                checkpoint=saver, resume=saved,
+                checkpoint=checkpoint, resume=saved,
             )
         finally:
             trial.set_user_attr("epochs", epochs_done)
