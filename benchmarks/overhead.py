@@ -7,7 +7,9 @@ Part 1, per storage, per study size (100 and 1,000 finished trials already store
 melt-index DNN's search space) and per algorithm (random, tpe, bayes): a worker's bookkeeping
 for one trial, timed 20 times and printed as the median and the 90th percentile in ms:
 count the study's trials, claim a queued trial, sample its parameters, report one epoch and
-check pruning, record the result. Training is not included.
+check pruning, record the result (with the user attributes a worker sets) -- through the
+worker's own storage (:class:`optmpp.worker_storage.WorkerStorage`) and sampler. Training is
+not included.
 
 Part 2: throughput (finished trials per second) of ``optmpp run`` with 1, 2 and 4 workers on a
 cheap CPU-bound objective (``hdpe-mi-mlp``, 3 epochs of a small scikit-learn MLP per trial), and
@@ -65,28 +67,32 @@ def fill(study, n: int, rng: random.Random) -> None:  # noqa: ANN001
 
 
 def per_trial(url: str, n: int, algorithm: str, repeats: int) -> dict[str, list[float]]:
+    """A worker's bookkeeping for ``repeats`` trials, step by step as ``optmpp.workers`` does it."""
     import optuna
 
     from optmpp.algorithms import make_pruner, make_sampler
     from optmpp.storage import make_storage
+    from optmpp.worker_storage import WorkerStorage
     from optmpp.workers import _counts, _pop_waiting, epochs_consumed
 
-    storage = make_storage(url, heartbeat_interval=10)
+    rdb = make_storage(url, heartbeat_interval=10)
     name = f"overhead-{algorithm}-{n}-{time.time_ns()}"
-    study = optuna.create_study(study_name=name, storage=storage, sampler=make_sampler(algorithm, {}, seed=0),
-                                pruner=make_pruner("hyperband", {}, 27))
-    fill(study, n, random.Random(n))
+    optuna.create_study(study_name=name, storage=rdb)
+    fill(optuna.load_study(study_name=name, storage=rdb), n, random.Random(n))
+    # the worker's own storage and sampler, as `run_worker` builds them
+    study = optuna.load_study(study_name=name, storage=WorkerStorage(rdb),
+                              sampler=make_sampler(algorithm, {}, seed=0), pruner=make_pruner(algorithm, {}, 27))
     dists = space()
     times: dict[str, list[float]] = {k: [] for k in ("count", "claim", "sample", "report", "tell", "total")}
     for _ in range(repeats):
         study.enqueue_trial({})
         t0 = time.perf_counter()
-        trials = study.get_trials(deepcopy=False)
-        _counts(study), epochs_consumed(trials)
+        _counts(study), epochs_consumed(study.get_trials(deepcopy=False))
         t1 = time.perf_counter()
         trial_id = _pop_waiting(study)
         t2 = time.perf_counter()
         trial = optuna.Trial(study, trial_id)
+        trial.set_user_attr("worker", "bench")
         num_layers = trial.suggest_int("num_layers", 1, 4)
         trial.suggest_categorical("learning_rate", [1e-2, 1e-3, 1e-4])
         for i in range(1, num_layers + 1):
@@ -98,7 +104,10 @@ def per_trial(url: str, n: int, algorithm: str, repeats: int) -> dict[str, list[
         trial.report(0.5, 1)
         trial.should_prune()
         t4 = time.perf_counter()
+        trial.set_user_attr("train_loss", [0.5])
+        study._storage.get_trial(trial_id)
         trial.set_user_attr("epochs", 1)
+        trial.set_user_attr("wall_time_s", 0.1)
         study.tell(trial, 0.5)
         t5 = time.perf_counter()
         for k, a, b in (("count", t0, t1), ("claim", t1, t2), ("sample", t2, t3), ("report", t3, t4),
@@ -140,7 +149,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--storages", default="sqlite,postgresql")
     ap.add_argument("--sizes", default="100,1000")
-    ap.add_argument("--algorithms", default="random,tpe,bayes")
+    ap.add_argument("--algorithms", default="random,tpe,bayes,hyperband,bohb")
     ap.add_argument("--repeats", type=int, default=20)
     ap.add_argument("--throughput-trials", type=int, default=60)
     ap.add_argument("--workers", default="1,2,4")

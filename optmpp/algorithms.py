@@ -218,9 +218,9 @@ def _options(name: str, options: dict[str, Any] | None) -> Any:
 
 
 def _tpe(o: Any, seed: int | None) -> optuna.samplers.BaseSampler:
-    import optuna
+    from optmpp.samplers import TPESampler  # Optuna's, reading the study once per trial
 
-    return optuna.samplers.TPESampler(
+    return TPESampler(
         n_startup_trials=o.n_startup_trials,
         n_ei_candidates=o.n_ei_candidates,
         multivariate=o.multivariate,

@@ -515,9 +515,11 @@ def run_worker(
     cut = threading.Event()  # set when the budget is spent: running trials stop at their next epoch
     if epoch_budget is not None or (cut_at_timeout and timeout is not None):
         pruner = _budgeted(pruner, cut)
+    from optmpp.worker_storage import WorkerStorage
+
     study = optuna.load_study(
         study_name=config.name,
-        storage=storage,
+        storage=WorkerStorage(storage),  # a trial's params and user attrs written in one go
         sampler=make_sampler(config.algorithm.name, options, seed=seed),
         pruner=pruner,
     )

@@ -170,3 +170,54 @@ def test_four_workers_hyperband_100_trials_exactly(storage_url: str) -> None:
     check_invariants(study, 100, 9)
     assert len(study.trials) == 100 and summary.counts["fail"] == 0
     assert summary.stop_reasons == ["the study holds 100 finished trials (n_trials=100)"]
+
+
+def test_a_trials_params_and_attributes_are_written_in_one_transaction(storage_url: str) -> None:
+    """The worker's storage holds a trial's suggests and user attributes and writes them with its
+    first reported epoch, in one transaction; other connections see them from then on."""
+    from sqlalchemy import event
+
+    from optmpp.worker_storage import WorkerStorage
+    from optmpp.workers import _pop_waiting
+
+    rdb = make_storage(storage_url, heartbeat_interval=None)
+    optuna.create_study(study_name="batched", storage=rdb)
+    study = optuna.load_study(study_name="batched", storage=WorkerStorage(rdb),
+                              sampler=optuna.samplers.RandomSampler(seed=0))
+    other = make_storage(storage_url, heartbeat_interval=None)  # another process's view
+    commits = []
+    event.listen(rdb.engine, "commit", lambda conn: commits.append(1))
+
+    def trial_with_ten_params() -> optuna.Trial:
+        study.enqueue_trial({})
+        trial = optuna.Trial(study, _pop_waiting(study))
+        trial.set_user_attr("worker", "w1")
+        for i in range(5):
+            trial.suggest_int(f"units_{i}", 32, 512, step=32)
+            trial.suggest_float(f"dropout_{i}", 0.05, 0.5, step=0.05)
+        return trial
+
+    trial = trial_with_ten_params()
+    before = len(commits)
+    assert other.get_trial(trial._trial_id).params == {}  # held in the worker
+    trial.report(0.25, 1)
+    assert len(commits) == before + 1  # ten params, one attribute and the epoch: one commit
+    stored = other.get_trial(trial._trial_id)
+    assert stored.params == trial.params and len(stored.params) == 10
+    assert stored.user_attrs == {"worker": "w1"} and stored.intermediate_values == {1: 0.25}
+    trial.set_user_attr("epochs", 1)
+    study.tell(trial, 0.25)
+    stored = other.get_trial(trial._trial_id)
+    assert stored.state == TrialState.COMPLETE and stored.user_attrs["epochs"] == 1
+
+    # a trial that ends before its first epoch keeps its params; a read sees held writes
+    trial = trial_with_ten_params()
+    assert study._storage.get_trial(trial._trial_id).params == trial.params
+    study.tell(trial, state=TrialState.FAIL)
+    assert other.get_trial(trial._trial_id).params == trial.params
+
+    # an incompatible distribution still fails at the suggest, not at a later write
+    study.enqueue_trial({})
+    trial = optuna.Trial(study, _pop_waiting(study))
+    with pytest.raises(ValueError, match="different distribution"):
+        trial.suggest_categorical("units_0", ["a", "b"])
