@@ -72,13 +72,18 @@ class GPOptions:
         n_startup_trials: random trials before the GP takes over.
         n_candidates: points scored by expected improvement per suggestion.
         xi: exploration margin of expected improvement (in standardised units).
+        max_fit_trials: fit the GP to at most this many complete trials (the best half, then
+            the most recent); fitting is cubic in the trials.
     """
 
     n_startup_trials: int = 10
     n_candidates: int = 2000
     xi: float = 0.01
+    max_fit_trials: int = 300
 
     def __post_init__(self) -> None:
+        if self.max_fit_trials < 2:
+            raise ValueError(f"max_fit_trials must be >= 2, got {self.max_fit_trials}")
         if self.n_startup_trials < 1:
             raise ValueError(f"n_startup_trials must be >= 1, got {self.n_startup_trials}")
         if self.n_candidates < 10:
@@ -247,7 +252,8 @@ def make_sampler(name: str, options: dict[str, Any] | None = None, seed: int | N
         from optmpp.samplers import GPSampler
 
         return GPSampler(
-            n_startup_trials=o.n_startup_trials, n_candidates=o.n_candidates, xi=o.xi, seed=seed
+            n_startup_trials=o.n_startup_trials, n_candidates=o.n_candidates, xi=o.xi,
+            max_fit_trials=o.max_fit_trials, seed=seed,
         )
     raise AssertionError(name)  # pragma: no cover - the table and this function agree
 

@@ -15,6 +15,7 @@ appear in output: print :func:`redact_url` of a URL, never the URL.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import os
 import re
 import sqlite3
@@ -110,8 +111,22 @@ def _prepare_sqlite(path: Path) -> None:
         con.close()
 
 
+_READ_ONLY: contextvars.ContextVar[bool] = contextvars.ContextVar("optmpp_sqlite_read_only", default=False)
+
+
+@contextlib.contextmanager
+def read_only_transactions() -> Iterator[None]:
+    """SQLite transactions begun inside are plain (deferred) ``BEGIN``: under WAL a reader
+    neither waits for nor blocks the writer. Only for code that does not write."""
+    token = _READ_ONLY.set(True)
+    try:
+        yield
+    finally:
+        _READ_ONLY.reset(token)
+
+
 def _serialize_sqlite_transactions(engine: Any) -> None:
-    """Make every SQLite transaction ``BEGIN IMMEDIATE``.
+    """Make every SQLite transaction ``BEGIN IMMEDIATE`` (but see :func:`read_only_transactions`).
 
     Python's sqlite3 driver starts a transaction only at the first write, so a
     read-check-write (Optuna's WAITING -> RUNNING claim of a queued trial, its trial numbering)
@@ -131,7 +146,7 @@ def _serialize_sqlite_transactions(engine: Any) -> None:
 
     @event.listens_for(engine, "begin")
     def _begin_immediate(conn: Any) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if _READ_ONLY.get() else "BEGIN IMMEDIATE")
 
     engine.dispose()
 

@@ -7,7 +7,8 @@ writes are held in the worker and written together, in one transaction, at the t
 write that others must see at once: its first reported epoch (in the same transaction as that
 epoch), or its end (``tell``); any read of the trial writes them first. Nothing another worker
 or the dashboard needs is delayed: a trial's parameters were never used by anyone before its
-first epoch.
+first epoch. Its reads of trials run in SQLite's plain (deferred) transactions, which under WAL
+neither wait for nor block another worker's writes (writes take the lock at ``BEGIN``).
 
 What it changes for a trial killed before its first epoch: its parameters may not be in the
 storage; it is failed and retried like any other (the retry samples what is missing).
@@ -30,6 +31,8 @@ from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
+
+from optmpp.storage import read_only_transactions
 
 __all__ = ["WorkerStorage"]
 
@@ -139,7 +142,8 @@ class WorkerStorage(_CachedStorage):
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         self.flush(trial_id)
-        return super().get_trial(trial_id)
+        with read_only_transactions():
+            return super().get_trial(trial_id)
 
     def get_trial_params(self, trial_id: int) -> dict[str, Any]:
         self.flush(trial_id)
@@ -153,7 +157,8 @@ class WorkerStorage(_CachedStorage):
         self, study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
     ) -> list[FrozenTrial]:
         self.flush()
-        return super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
+        with read_only_transactions():
+            return super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
 
     def get_best_trial(self, study_id: int) -> FrozenTrial:
         self.flush()

@@ -38,7 +38,7 @@ from optmpp import __version__
 from optmpp.algorithms import make_pruner, make_sampler
 from optmpp.config import ConfigError, StudyConfig
 from optmpp.objectives import make_objective
-from optmpp.storage import StorageError, make_storage, redact_text, redact_url, study_lock
+from optmpp.storage import StorageError, make_storage, read_only_transactions, redact_text, redact_url, study_lock
 
 if TYPE_CHECKING:
     import optuna
@@ -129,7 +129,7 @@ def _count_rows(study: optuna.Study) -> dict[str, int]:
     storage = getattr(storage, "_backend", storage)  # unwrap a cached storage
     if not isinstance(storage, RDBStorage):
         raise TypeError("not an RDB storage")
-    with storage.scoped_session() as session:
+    with read_only_transactions(), storage.scoped_session() as session:
         rows = (session.query(models.TrialModel.state, func.count(models.TrialModel.trial_id))
                 .filter(models.TrialModel.study_id == study._study_id)
                 .group_by(models.TrialModel.state).all())
@@ -489,7 +489,8 @@ def run_worker(
     budget is spent are stopped at their next reported epoch and recorded as PRUNED with the
     user attribute ``stopped_by_budget``, so that no study trains much past the budget.
     """
-    if epoch_budget is not None and queue_ahead is None:
+    timeout = timeout if timeout is not None else config.timeout
+    if queue_ahead is None and (epoch_budget is not None or timeout is not None):
         queue_ahead = 1
     if threads:
         limit_threads(threads)
@@ -497,7 +498,6 @@ def run_worker(
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_trials = n_trials or config.n_trials
-    timeout = timeout if timeout is not None else config.timeout
     objective = make_objective(config.objective.name, config.objective.options, config.path)
     from optmpp.objectives.base import enable_checkpoints
 
@@ -758,8 +758,8 @@ def run_study(
     timeout = timeout if timeout is not None else config.timeout
     threads = threads or default_threads(workers)
     t0 = time.monotonic()
-    if epoch_budget is not None and queue_ahead is None:
-        queue_ahead = workers
+    if queue_ahead is None and (epoch_budget is not None or timeout is not None):
+        queue_ahead = workers  # n_trials is then a cap: do not queue thousands of trials up front
     study, _ = prepare_study(config, storage_url, n_trials, log=log, ahead=queue_ahead)
     log(f"starting {workers} worker process(es), {threads} thread(s) each")
     ctx = multiprocessing.get_context("spawn")

@@ -188,3 +188,20 @@ def test_our_tpe_samples_exactly_as_optunas_with_one_read_per_trial(multivariate
         assert reads["ours"] <= reads["theirs"], reads
     else:  # Optuna reads once per parameter
         assert reads["ours"] * 2 < reads["theirs"], reads
+
+
+def test_gp_is_fitted_to_at_most_max_fit_trials_the_best_and_the_most_recent() -> None:
+    sampler = GPSampler(n_startup_trials=5, n_candidates=50, max_fit_trials=10, seed=0)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(lambda t: (t.suggest_float("x", -2, 2) - 1) ** 2, n_trials=30)
+    study.sampler = sampler
+    fitted = []
+    fit = sampler._fit
+    sampler._fit = lambda X, y: fitted.append(X.copy()) or fit(X, y)  # type: ignore[method-assign]
+    study.optimize(lambda t: (t.suggest_float("x", -2, 2) - 1) ** 2, n_trials=1)
+    assert fitted[0].shape == (10, 1)
+    old = study.trials[:30]
+    best5 = sorted(old, key=lambda t: t.value)[:5]
+    rest = [t for t in old if t not in best5][-5:]
+    expect = sorted((t.params["x"] + 2) / 4 for t in best5 + rest)
+    assert sorted(fitted[0][:, 0]) == pytest.approx(expect)
