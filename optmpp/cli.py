@@ -86,7 +86,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         from optmpp.progress import Progress
         from optmpp.workers import snapshot
 
-        progress = Progress(n_trials, finished_at_start=snapshot(study)[0]["finished"])
+        progress = Progress(n_trials, finished_at_start=snapshot(study)[0]["finished"],
+                            timeout=args.timeout if args.timeout is not None else config.timeout)
     try:
         stats = run_worker(
             config, url, worker_index=args.index if args.index is not None else os.getpid(),

@@ -36,6 +36,8 @@ class Progress:
         epoch_budget: when the budget is epochs consumed rather than trials, the bar and the
             estimate follow epochs.
         label: shown at the start of the line (e.g. which study of a comparison).
+        timeout: seconds this run may last; the estimate never exceeds what is left of it, and
+            the bar follows the time when the timeout ends the run before the budget.
     """
 
     def __init__(
@@ -48,7 +50,9 @@ class Progress:
         width: int = 24,
         epoch_budget: int | None = None,
         label: str = "",
+        timeout: float | None = None,
     ) -> None:
+        self.timeout = timeout
         self.epoch_budget = epoch_budget
         self.label = label
         self._epochs_at_start: int | None = None
@@ -82,6 +86,12 @@ class Progress:
                 left = f", ~{format_duration(elapsed / new * (self.n_trials - done))} left"
             trials_s = f"{done}/{self.n_trials} finished"
             epochs_s = f"{epochs} epochs"
+        if self.timeout:
+            time_left = max(0.0, self.timeout - elapsed)
+            estimate = self._estimate(counts, epochs, elapsed)
+            if estimate is None or estimate > time_left:  # the timeout ends the run first
+                frac = max(frac, min(1.0, elapsed / self.timeout))
+                left = f", ~{format_duration(time_left)} left (timeout {format_duration(self.timeout)})"
         filled = int(round(frac * self.width))
         bar = "#" * filled + "." * (self.width - filled)
         best_s = "-" if best is None else f"{best:.5g}"
@@ -92,6 +102,14 @@ class Progress:
             f"{counts.get('running', 0)} running | best {best_s} | {epochs_s} | "
             f"{format_duration(elapsed)} elapsed{left}"
         )
+
+    def _estimate(self, counts: dict[str, int], epochs: int, elapsed: float) -> float | None:
+        """Seconds left to the trial or epoch budget at the pace so far (None: no pace yet)."""
+        if self.epoch_budget:
+            new = epochs - (self._epochs_at_start or 0)
+            return elapsed / new * max(0, self.epoch_budget - epochs) if new > 0 else None
+        new = counts.get("finished", 0) - self.finished_at_start
+        return elapsed / new * max(0, self.n_trials - counts.get("finished", 0)) if new > 0 else None
 
     def update(self, counts: dict[str, int], best: float | None, epochs: int) -> None:
         elapsed = time.monotonic() - self.start

@@ -48,8 +48,8 @@ class WorkerStorage(_CachedStorage):
         # Optuna's private write helpers; without them (another Optuna) writes go straight through
         self._batching = all(
             hasattr(backend, m)
-            for m in ("_set_trial_param_without_commit", "_set_trial_attr_without_commit",
-                      "_set_trial_intermediate_value_without_commit")
+            for m in ("_set_trial_attr_without_commit", "_set_trial_intermediate_value_without_commit",
+                      "check_trial_is_updatable")
         )
 
     def get_study_id_from_name(self, study_name: str) -> int:
@@ -87,12 +87,32 @@ class WorkerStorage(_CachedStorage):
             self._pending.setdefault(trial_id, []).append(("user_attr", key, value))
 
     def _write_pending(self, session: Any, trial_id: int, pending: list[tuple[Any, ...]]) -> None:
+        """Optuna's checks of ``RDBStorage.set_trial_param`` (the trial is running; a name keeps
+        its distribution kind), done once for all params, which go in one multi-row INSERT."""
         backend = self._backend
+        params = [item for item in pending if item[0] == "param"]
+        if params:
+            trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
+            backend.check_trial_is_updatable(trial_id, trial.state)
+            rows = []
+            for _, name, value, dist, known in params:
+                if known is None:  # first use of this name by this worker: ask the storage
+                    previous = (
+                        session.query(models.TrialParamModel).join(models.TrialModel)
+                        .filter(models.TrialModel.study_id == trial.study_id)
+                        .filter(models.TrialParamModel.param_name == name).first()
+                    )
+                    if previous is not None:
+                        known = distributions.json_to_distribution(previous.distribution_json)
+                if known is not None:
+                    distributions.check_distribution_compatibility(known, dist)
+                rows.append(models.TrialParamModel(
+                    trial_id=trial_id, param_name=name, param_value=value,
+                    distribution_json=distributions.distribution_to_json(dist),
+                ))
+            session.add_all(rows)
         for item in pending:
-            if item[0] == "param":
-                _, name, value, dist, known = item
-                backend._set_trial_param_without_commit(session, trial_id, name, value, dist, known)
-            else:
+            if item[0] == "user_attr":
                 backend._set_trial_attr_without_commit(
                     session, models.TrialUserAttributeModel, trial_id, item[1], item[2]
                 )

@@ -499,6 +499,9 @@ def run_worker(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     n_trials = n_trials or config.n_trials
     objective = make_objective(config.objective.name, config.objective.options, config.path)
+    warm_up = getattr(objective, "warm_up", None)  # e.g. import TensorFlow before the first trial
+    if callable(warm_up):
+        warm_up()
     from optmpp.objectives.base import enable_checkpoints
 
     enable_checkpoints(config.reliability.checkpoint_dir, config.reliability.checkpoint_every)
@@ -781,7 +784,7 @@ def run_study(
         from optmpp.progress import Progress
 
         progress = Progress(n_trials, finished_at_start=_counts(study)["finished"],
-                            epoch_budget=epoch_budget, label=progress_label)
+                            epoch_budget=epoch_budget, label=progress_label, timeout=timeout)
     try:
         while any(p.is_alive() for p in procs):
             time.sleep(poll_s)

@@ -41,3 +41,16 @@ def test_bar_mode_rewrites_one_line() -> None:
 
 def test_durations() -> None:
     assert (format_duration(5), format_duration(65), format_duration(3725)) == ("5s", "1m05s", "1h02m")
+
+
+def test_a_timeout_bounds_the_estimate_and_drives_the_bar() -> None:
+    out = io.StringIO()
+    p = Progress(10000, stream=out, timeout=1200)
+    p.start -= 600  # half the timeout has passed; 10 of 10,000 trials would take ~166 h more
+    p.update(counts(10), 0.5, 500)
+    line = out.getvalue().splitlines()[-1]
+    assert "~10m00s left (timeout 20m00s)" in line and "h" not in line.split("left")[0].split("elapsed")[-1]
+    assert line.startswith("[############............] 10/10000 finished")
+    fast = Progress(20, stream=io.StringIO(), timeout=1200)
+    fast.start -= 60
+    assert "timeout" not in fast.render(counts(10), 0.5, 100, 60.0)  # the budget comes first

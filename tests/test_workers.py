@@ -174,7 +174,9 @@ def test_four_workers_hyperband_100_trials_exactly(storage_url: str) -> None:
 
 def test_a_trials_params_and_attributes_are_written_in_one_transaction(storage_url: str) -> None:
     """The worker's storage holds a trial's suggests and user attributes and writes them with its
-    first reported epoch, in one transaction; other connections see them from then on."""
+    first reported epoch, in one transaction; other connections see them from then on. A name
+    whose stored distribution differs fails at the suggest when this worker knows it, else at
+    the write (README, "Storage")."""
     from sqlalchemy import event
 
     from optmpp.worker_storage import WorkerStorage
@@ -221,3 +223,12 @@ def test_a_trials_params_and_attributes_are_written_in_one_transaction(storage_u
     trial = optuna.Trial(study, _pop_waiting(study))
     with pytest.raises(ValueError, match="different distribution"):
         trial.suggest_categorical("units_0", ["a", "b"])
+
+    # ... unless only the storage knows the name (another worker stored it): then at the write
+    fresh = optuna.load_study(study_name="batched", storage=WorkerStorage(rdb),
+                              sampler=optuna.samplers.RandomSampler(seed=1))
+    fresh.enqueue_trial({})
+    trial = optuna.Trial(fresh, _pop_waiting(fresh))
+    trial.suggest_categorical("units_0", ["a", "b"])
+    with pytest.raises(ValueError, match="different distribution"):
+        trial.report(0.5, 1)

@@ -176,6 +176,11 @@ class KerasRegressionObjective:
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def warm_up(self) -> None:
+        """Import TensorFlow now (a worker calls this before its first trial, so that the
+        seconds of the import are not counted as the first trial's training time)."""
+        import_keras()
+
     def build(self, params: dict[str, Any]) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 
