@@ -5,9 +5,10 @@ committed write costs milliseconds (a round trip and, on PostgreSQL, a WAL flush
 the melt-index DNN's 10-13 parameters cost 35-75 ms per trial before any training. Here those
 writes are held in the worker and written together, in one transaction, at the trial's next
 write that others must see at once: its first reported epoch (in the same transaction as that
-epoch), or its end (``tell``); any read of the trial writes them first. Nothing another worker
-or the dashboard needs is delayed: a trial's parameters were never used by anyone before its
-first epoch. Its reads of trials run in SQLite's plain (deferred) transactions, which under WAL
+epoch), or its end (``tell``); any read of the trial writes them first. What others see later
+than before: the dashboard shows a running trial's parameters from its first epoch on, and the
+constant-liar samplers of other workers (``tpe``, ``bohb``, ``bayes``) count it as a liar from
+then on, one epoch later than with Optuna's own writes. Its reads of trials run in SQLite's plain (deferred) transactions, which under WAL
 neither wait for nor block another worker's writes (writes take the lock at ``BEGIN``).
 
 What it changes for a trial killed before its first epoch: its parameters may not be in the
