@@ -159,6 +159,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", choices=sorted(CASES), default="mi")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
     ap.add_argument("--max-epochs", type=int, default=27)
     ap.add_argument("--factor", type=int, default=3)
     ap.add_argument("--random-trials", type=int, default=0, help="also RandomSearch vs random with N trials")
@@ -186,7 +187,7 @@ def main() -> None:
     print(f"# {CASES[args.case]['objective']}: max_epochs {args.max_epochs}, reduction factor {args.factor}, "
           f"batch {objective.options.batch_size}, {os.cpu_count()} cores, seeds {args.seeds}", flush=True)
     runs: list[dict[str, Any]] = []
-    for seed in range(args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds):
         workers = [int(w) for w in args.workers.split(",")]
         plan = [] if args.without_kerastuner else [("kt", "hyperband", 1)]
         plan += [("optmpp", "hyperband", w) for w in workers]
