@@ -33,7 +33,8 @@ from optmpp.objectives import make_objective
 
 __all__ = ["BestResult", "retrain_best", "format_metrics_table"]
 
-METRIC_ROWS = [("loss", "Loss (MSE)"), ("mae", "MAE"), ("mape", "MAPE (%)"), ("rmse", "RMSE"), ("r2", "R²")]
+METRIC_ROWS = [("loss", "Loss (MSE)"), ("mae", "MAE"), ("mape", "MAPE (%)"), ("rmse", "RMSE"), ("r2", "R²"),
+               ("rmse_unseen", "RMSE, test molecules not in the training data")]
 MODEL_CARD = "optmpp-model.json"
 
 

@@ -70,3 +70,32 @@ def test_bad_rows_are_errors_naming_them_or_dropped(tmp_path: Path) -> None:
     assert table.smiles == ["CCO"] and len(table.dropped) == 4
     with pytest.raises(DataError, match="missing column"):
         load_smiles_table(p, "SMILES", "prop")
+
+
+def test_repeated_smiles_are_reported_or_merged_with_their_mean(tmp_path: Path) -> None:
+    p = tmp_path / "m.csv"
+    p.write_text("name,smi,prop\na,CCO,1\nb,CCN,2\na2,CCO,1\nc,C C N,4\nd,CCCl,5\n")
+    table, _ = load_smiles_table(p, "smi", "prop", "tokens")
+    assert len(table.y) == 5 and table.repeats() == 2 and table.merged == 0
+    assert "2 rows repeat an earlier row's SMILES" in table.describe()
+    table, enc = load_smiles_table(p, "smi", "prop", "tokens", duplicates="merge")
+    assert table.smiles == ["CCO", "CCN", "CCCl"] and table.y.tolist() == [1.0, 3.0, 5.0]
+    assert table.names == ["a", "b", "d"] and table.rows.tolist() == [2, 3, 6]
+    assert table.merged == 2 and table.conflicts == 1 and table.repeats() == 0
+    assert "2 rows with a repeated SMILES merged" in table.describe() and "1 such group(s)" in table.describe()
+    with pytest.raises(DataError, match="unknown duplicates handling 'drop'"):
+        load_smiles_table(p, "smi", "prop", "tokens", duplicates="drop")
+
+
+def test_the_paper_tg_file_repeats_polymers_across_the_split(real_data: Path) -> None:
+    from optmpp.objectives import make_objective
+
+    table, _ = load_smiles_table(real_data / "Polymer_Tg_SMILES.csv", "SMILES Structure", "Tg")
+    assert table.repeats() == 127 and len(set(table.smiles)) == 225
+    obj = make_objective("tg-cnn", {})
+    assert obj.seen_in_training("val").sum() == 18 and obj.seen_in_training("test").sum() == 36
+    assert "18 validation and 36 test molecules are copies of training molecules" in obj.describe()
+    merged = make_objective("tg-cnn", {"duplicates": "merge"})
+    assert len(merged.y) == 225 and merged.table.merged == 127
+    assert not merged.seen_in_training("val").any() and not merged.seen_in_training("test").any()
+    assert "copies" not in merged.describe()

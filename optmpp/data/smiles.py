@@ -161,6 +161,14 @@ class SmilesTable:
     sha256: str
     dropped: tuple[tuple[int, str], ...] = ()
     repaired: tuple[int, ...] = ()
+    #: rows folded into an earlier row with the same SMILES (``duplicates = "merge"``)
+    merged: int = 0
+    #: of the merged groups, how many had different targets (their mean is kept)
+    conflicts: int = 0
+
+    def repeats(self) -> int:
+        """Rows whose SMILES (after white-space clean-up) is that of an earlier row."""
+        return len(self.smiles) - len(set(self.smiles))
 
     def describe(self) -> str:
         text = f"{self.path.name}: {len(self.y)} molecules"
@@ -168,6 +176,11 @@ class SmilesTable:
             text += f" (white space removed from the SMILES of line(s) {', '.join(map(str, self.repaired))})"
         if self.dropped:
             text += f" ({len(self.dropped)} bad rows dropped)"
+        if self.merged:
+            text += f" ({self.merged} rows with a repeated SMILES merged into its first row"
+            text += f"; {self.conflicts} such group(s) had different targets, averaged)" if self.conflicts else ")"
+        elif self.repeats():
+            text += f" ({self.repeats()} rows repeat an earlier row's SMILES; duplicates = \"merge\" folds them)"
         return text
 
 
@@ -179,14 +192,19 @@ def load_smiles_table(
     max_length: int | None = None,
     on_bad_rows: str = "error",
     name_column: str | None = None,
+    duplicates: str = "keep",
 ) -> tuple[SmilesTable, SmilesEncoder]:
     """Read SMILES and a numeric target; check every molecule against the encoding.
 
     Rows with a missing/non-numeric target, an empty or untokenisable SMILES, or a SMILES longer
     than the encoding accepts are an error naming them (``on_bad_rows = "error"``) or are dropped
-    and listed (``"drop"``). Never silently truncated. Returns the table and the encoder (for
-    ``tokens``, fitted on the valid rows).
+    and listed (``"drop"``). Never silently truncated. Rows with the same SMILES (string equality
+    after white-space clean-up; no canonicalisation) are kept as they are (``duplicates =
+    "keep"``) or merged into the first of them with the mean target (``"merge"``). Returns the
+    table and the encoder (for ``tokens``, fitted on the valid rows).
     """
+    if duplicates not in ("keep", "merge"):
+        raise DataError(f"unknown duplicates handling {duplicates!r}; allowed: 'keep', 'merge'")
     header, rows = read_csv_rows(path)
     si, ti = column_indices(path, header, (smiles_column, target))
     ni = header.index(name_column) if name_column and name_column in header else (0 if si != 0 else None)
@@ -242,6 +260,14 @@ def load_smiles_table(
         raise_bad_rows(path, bad)
     if not kept:
         raise DataError(f"{path}: no valid row")
+    merged = conflicts = 0
+    if duplicates == "merge":
+        groups: dict[str, list[tuple[int, str, float, str]]] = {}
+        for item in kept:
+            groups.setdefault(item[1], []).append(item)
+        kept = [(g[0][0], g[0][1], float(np.mean([i[2] for i in g])), g[0][3]) for g in groups.values()]
+        merged = sum(len(g) - 1 for g in groups.values())
+        conflicts = sum(len({i[2] for i in g}) > 1 for g in groups.values())
     table = SmilesTable(
         smiles=[k[1] for k in kept],
         y=np.asarray([k[2] for k in kept], dtype=float),
@@ -251,5 +277,7 @@ def load_smiles_table(
         sha256=sha256_of(path),
         dropped=tuple(bad),
         repaired=tuple(r for r in repaired if r in {k[0] for k in kept}),
+        merged=merged,
+        conflicts=conflicts,
     )
     return table, encoder
