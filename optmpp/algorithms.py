@@ -5,7 +5,7 @@
 | `random`    | RandomSampler                   | none                    | KerasTuner RandomSearch           |
 | `bayes`     | Gaussian-process BO (sklearn)   | none                    | KerasTuner BayesianOptimization   |
 | `tpe`       | TPESampler (independent)        | none                    | Hyperopt; Chemprop random-then-TPE|
-| `hyperband` | RandomSampler                   | HyperbandPruner         | KerasTuner Hyperband              |
+| `hyperband` | RandomSampler                   | HyperbandPruner (or the synchronous brackets of :mod:`optmpp.hyperband_sync`) | KerasTuner Hyperband |
 | `bohb`      | TPESampler (multivariate)       | HyperbandPruner         | Optuna BOHB                       |
 | `sha`       | RandomSampler                   | SuccessiveHalvingPruner | successive halving / ASHA         |
 
@@ -29,7 +29,7 @@ from optmpp._tables import ConfigError, build_dataclass
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["ALGORITHMS", "AlgorithmSpec", "make_pruner", "make_sampler"]
+__all__ = ["ALGORITHMS", "AlgorithmSpec", "make_pruner", "make_sampler", "make_schedule"]
 
 
 @dataclass(frozen=True)
@@ -109,16 +109,22 @@ class HyperbandOptions:
         min_resource: epochs of the smallest rung.
         max_resource: epochs of a full trial; default: the objective's maximum budget.
         reduction_factor: keep 1 / reduction_factor of the trials at each rung.
-        bootstrap_count: trials a rung waits for before it prunes.
+        bootstrap_count: trials a rung waits for before it prunes (asynchronous only).
+        synchronous: run Hyperband's brackets synchronously, as KerasTuner does: a round's best
+            continue from their checkpoints once the whole round is done
+            (:mod:`optmpp.hyperband_sync`); false: Optuna's asynchronous HyperbandPruner.
     """
 
     min_resource: int = 1
     max_resource: int | None = None
     reduction_factor: int = 3
     bootstrap_count: int = 0
+    synchronous: bool = False
 
     def __post_init__(self) -> None:
         _check_rungs(self.min_resource, self.reduction_factor, self.bootstrap_count)
+        if self.synchronous and self.bootstrap_count:
+            raise ValueError("bootstrap_count applies to the asynchronous pruner only (synchronous = false)")
         if self.max_resource is not None and self.max_resource < self.min_resource:
             raise ValueError(
                 f"max_resource ({self.max_resource}) must be >= min_resource ({self.min_resource})"
@@ -258,6 +264,34 @@ def make_sampler(name: str, options: dict[str, Any] | None = None, seed: int | N
     raise AssertionError(name)  # pragma: no cover - the table and this function agree
 
 
+def _sync_resources(name: str, o: Any, max_budget: int | None) -> int:
+    if not max_budget:
+        raise ConfigError(f"algorithm {name!r}: synchronous = true needs an objective with a maximum budget (epochs)")
+    if o.max_resource is not None and o.max_resource != max_budget:
+        raise ConfigError(
+            f"algorithm {name!r}: with synchronous = true, max_resource ({o.max_resource}) must be the "
+            f"objective's maximum budget ({max_budget}); leave it out"
+        )
+    return int(max_budget)
+
+
+def make_schedule(
+    name: str, options: dict[str, Any] | None, max_budget: int | None, direction: str,
+    checkpoint_root: str | None, lookahead: bool = True,
+) -> Any:
+    """The trial queue of synchronous Hyperband (:class:`optmpp.hyperband_sync.SyncHyperband`),
+    or None for every other algorithm (whose workers queue blank trials)."""
+    if name not in ("hyperband", "bohb"):
+        return None
+    o = _options(name, options)
+    if not o.synchronous:
+        return None
+    from optmpp.hyperband_sync import SyncHyperband
+
+    top = _sync_resources(name, o, max_budget)
+    return SyncHyperband(o.min_resource, top, o.reduction_factor, direction, checkpoint_root, lookahead)
+
+
 def make_pruner(
     name: str, options: dict[str, Any] | None = None, max_budget: int | None = None
 ) -> optuna.pruners.BasePruner:
@@ -272,6 +306,11 @@ def make_pruner(
                 f"algorithm {name!r}: min_resource ({o.min_resource}) exceeds the objective's "
                 f"budget ({max_resource})"
             )
+        if o.synchronous:
+            _sync_resources(name, o, max_budget)
+            from optmpp.hyperband_sync import make_round_pruner
+
+            return make_round_pruner()
         return optuna.pruners.HyperbandPruner(
             min_resource=o.min_resource,
             max_resource=max_resource,

@@ -142,22 +142,25 @@ def epochs_consumed(trials: list[Any]) -> int:
 
     total = 0
     for t in trials:
-        if t.state == TrialState.RUNNING:
-            total += len(t.intermediate_values)
+        if t.state == TrialState.RUNNING:  # (a resumed trial re-reports the epochs it skips)
+            total += len(t.intermediate_values) - int(t.user_attrs.get("resumed_from_epoch", 0))
         elif t.state != TrialState.WAITING:
             epochs = int(t.user_attrs.get("epochs", len(t.intermediate_values)))
             total += epochs - int(t.user_attrs.get("resumed_from_epoch", 0))  # a resumed retry
     return total
 
 
-def top_up_queue(study: optuna.Study, n_trials: int, ahead: int | None = None) -> int:
+def top_up_queue(study: optuna.Study, n_trials: int, ahead: int | None = None, schedule: Any = None) -> int:
     """Enqueue WAITING trials until finished + running + waiting = ``n_trials``.
 
     With ``ahead`` (budgets in epochs or seconds, where ``n_trials`` is only a cap), at most
-    ``ahead`` trials are kept waiting. Call under :func:`optmpp.storage.study_lock`. Returns the
-    number of trials added.
+    ``ahead`` trials are kept waiting. With a ``schedule`` (synchronous Hyperband), it decides
+    which trials can run now. Call under :func:`optmpp.storage.study_lock`. Returns the number
+    of trials added.
     """
     c = _counts(study)
+    if schedule is not None:
+        return int(schedule.top_up(study, n_trials, ahead, c))
     need = n_trials - (c["finished"] + c["running"] + c["waiting"])
     if ahead is not None:
         need = min(need, ahead - c["waiting"])
@@ -183,6 +186,7 @@ def prepare_study(
     n_trials: int | None = None,
     log: Log = _stderr,
     ahead: int | None = None,
+    lookahead: bool = True,
 ) -> tuple[optuna.Study, Any]:
     """Create or resume the study; refuse a resumed study whose configuration differs.
 
@@ -228,13 +232,31 @@ def prepare_study(
         study.set_user_attr(CONFIG_ATTR, {**config.to_dict(), **identity})
         study.set_user_attr(VERSIONS_ATTR, _versions())
         fail_stale(study)
-        added = top_up_queue(study, n_trials, ahead)
+        schedule = _schedule(config, objective, lookahead)
+        added = top_up_queue(study, n_trials, ahead or (1 if schedule else None), schedule)
     c = _counts(study)
     log(
         f"study {config.name!r} in {redact_url(storage_url)}: {c['finished']} finished, "
         f"{c['running']} running, {c['waiting']} queued ({added} added) of n_trials={n_trials}"
     )
     return study, objective
+
+
+#: where synchronous Hyperband keeps its checkpoints when ``[reliability] checkpoint_dir`` is unset
+SYNC_CHECKPOINT_DIR = "runs/checkpoints"
+
+
+def _checkpoint_dir(config: StudyConfig) -> str | None:
+    o = config.algorithm.options or {}
+    sync = config.algorithm.name in ("hyperband", "bohb") and bool(o.get("synchronous"))
+    return config.reliability.checkpoint_dir or (SYNC_CHECKPOINT_DIR if sync else None)
+
+
+def _schedule(config: StudyConfig, objective: Any, lookahead: bool = True) -> Any:
+    from optmpp.algorithms import make_schedule
+
+    return make_schedule(config.algorithm.name, config.algorithm.options, getattr(objective, "max_budget", None),
+                         config.direction, _checkpoint_dir(config), lookahead)
 
 
 def _identity(config: StudyConfig, objective: Any) -> dict[str, Any]:
@@ -504,7 +526,12 @@ def run_worker(
         warm_up()
     from optmpp.objectives.base import enable_checkpoints
 
-    enable_checkpoints(config.reliability.checkpoint_dir, config.reliability.checkpoint_every)
+    schedule = _schedule(config, objective, lookahead=epoch_budget is None)
+    if schedule is not None and queue_ahead is None:
+        queue_ahead = 1  # synchronous Hyperband queues what can run now, never n_trials up front
+    # synchronous Hyperband continues promoted trials from checkpoints (at least at round ends)
+    every = config.reliability.checkpoint_every if config.reliability.checkpoint_dir else 1_000_000_000
+    enable_checkpoints(_checkpoint_dir(config), every)
     options = config.algorithm.options
     storage = _storage_for(config, storage_url)
     # Seeded by the study seed, the algorithm, the worker and the trials already stored:
@@ -533,7 +560,8 @@ def run_worker(
         _BudgetWatch(study, cut, epoch_budget, start + timeout if cut_at_timeout and timeout else None).start()
     streak = 0
     max_streak = config.reliability.max_consecutive_failures
-    idle_sleep = 0.5
+    idle_start = 0.1 if schedule is not None else 0.5
+    idle_sleep = idle_start
     while True:
         if stop is not None and stop.is_set():
             stats.stop_reason = "stopped"
@@ -558,10 +586,11 @@ def run_worker(
             if trial_id is None:
                 with study_lock(storage_url, config.name):
                     fail_stale(study)
-                    added = top_up_queue(study, n_trials, queue_ahead)
+                    added = top_up_queue(study, n_trials, queue_ahead, schedule)
                 if not added:
                     time.sleep(idle_sleep)  # others' trials are running; one may fail and be re-queued
-                    idle_sleep = min(5.0, idle_sleep * 1.5)
+                    # synchronous Hyperband: the end of another worker's trial may open a round
+                    idle_sleep = min(0.25 if schedule is not None else 5.0, idle_sleep * 1.5)
                 continue
         except StorageError:
             raise
@@ -576,7 +605,7 @@ def run_worker(
             log(f"[{worker}] storage error, retrying: {describe_error(exc, storage_url)}")
             time.sleep(2.0)
             continue
-        idle_sleep = 0.5
+        idle_sleep = idle_start
         try:
             number = study._storage.get_trial_number_from_id(trial_id)
             state, value, epochs, error = _run_one(study, trial_id, objective, config, worker, cut)
@@ -763,7 +792,7 @@ def run_study(
     t0 = time.monotonic()
     if queue_ahead is None and (epoch_budget is not None or timeout is not None):
         queue_ahead = workers  # n_trials is then a cap: do not queue thousands of trials up front
-    study, _ = prepare_study(config, storage_url, n_trials, log=log, ahead=queue_ahead)
+    study, _ = prepare_study(config, storage_url, n_trials, log=log, ahead=queue_ahead, lookahead=epoch_budget is None)
     log(f"starting {workers} worker process(es), {threads} thread(s) each")
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()

@@ -9,7 +9,7 @@ from typing import Any
 
 import optuna
 
-from optmpp.objectives.base import Evaluation, parse_options, resume
+from optmpp.objectives.base import Evaluation, end_checkpoint, parse_options, resume
 
 
 @dataclass(frozen=True)
@@ -45,23 +45,23 @@ class Toy:
             raise RuntimeError(f"x={params['x']:.3f} is too large for this toy")
         v = float("nan")
         # per-epoch checkpoints, as a real objective does them (resume a retried trial)
-        _, checkpoint, saved = resume(trial)
+        _, checkpoint, saved = resume(trial, params)
         vals: list[float] = [] if saved is None else list(saved[0]["val_loss"])
+        step = len(vals)
         try:
             for step in range(len(vals) + 1, self.options.max_epochs + 1):
                 if self.options.sleep:
                     time.sleep(self.options.sleep)
                 v = self.value(params, step)
+                vals.append(v)
+                if checkpoint is not None and checkpoint.due(step):
+                    checkpoint.save({"epochs": step, "val_loss": vals}, {})
                 trial.report(v, step)
                 if trial.should_prune():
                     trial.set_user_attr("epochs", step)
                     raise optuna.TrialPruned()
-                vals.append(v)
-                if checkpoint is not None and checkpoint.due(step):
-                    checkpoint.save({"epochs": step, "val_loss": vals}, {})
         finally:
-            if checkpoint is not None:
-                checkpoint.discard()
+            end_checkpoint(trial, checkpoint, step)
         trial.set_user_attr("epochs", self.options.max_epochs)
         if self.options.nan_above is not None and params["x"] > self.options.nan_above:
             return float("nan")

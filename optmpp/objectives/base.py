@@ -163,6 +163,7 @@ class Checkpoint:
     def __init__(self, path: Path, every: int = 1) -> None:
         self.path = Path(path)
         self.every = max(1, int(every))
+        self.at: set[int] = set()  # epochs saved whatever ``every`` says (a Hyperband round's end)
         self.extra: dict[str, Any] = {}  # saved with every ``meta`` (e.g. the trial's params)
 
     def load(self) -> tuple[dict[str, Any], dict[str, np.ndarray]] | None:
@@ -175,7 +176,7 @@ class Checkpoint:
         return meta, arrays
 
     def due(self, epoch: int) -> bool:
-        return epoch % self.every == 0
+        return epoch % self.every == 0 or epoch in self.at
 
     def save(self, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -199,43 +200,74 @@ def enable_checkpoints(root: str | Path | None, every: int = 1) -> None:
     _CHECKPOINTS["every"] = every
 
 
+def checkpoint_path(root: str | Path, study_name: str | None, number: int) -> Path:
+    """Where the checkpoint of the training that trial ``number`` started is kept."""
+    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in (study_name or "study"))
+    return Path(root) / safe / f"trial-{number}.npz"
+
+
 def trial_checkpoint(trial: Any, origin: int | None = None) -> Checkpoint | None:
     """The checkpoint of ``trial`` (shared by its retries), or None when checkpoints are off."""
     root = _CHECKPOINTS["root"]
     if root is None:
         return None
-    study = getattr(getattr(trial, "study", None), "study_name", None) or "study"
-    safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in study)
+    study = getattr(getattr(trial, "study", None), "study_name", None)
     number = origin_number(trial) if origin is None else origin
-    return Checkpoint(root / safe / f"trial-{number}.npz", _CHECKPOINTS["every"])
+    return Checkpoint(checkpoint_path(root, study, number), _CHECKPOINTS["every"])
+
+
+def _hyperband_round(trial: Any) -> dict[str, Any] | None:
+    """The synchronous-Hyperband attribute of ``trial`` (see :mod:`optmpp.hyperband_sync`), if any."""
+    try:
+        hb = trial.user_attrs.get("hyperband")
+    except Exception:  # noqa: BLE001 - e.g. a FixedTrial
+        return None
+    return hb if isinstance(hb, dict) and "epochs" in hb else None
 
 
 def resume(trial: Any, params: dict[str, Any] | None = None) -> tuple[int, Checkpoint | None, Any]:
     """An objective's start with checkpoints: ``(origin, checkpoint, saved)``.
 
-    ``origin`` is the first attempt's trial number (seed training from it); ``checkpoint`` is
-    None when checkpoints are off; ``saved`` is ``(meta, arrays)`` when this trial retries a
-    killed one whose checkpoint holds state (and, with ``params``, the same parameters), else
-    None. When resuming, the saved epochs' validation losses (``meta["val_loss"]``) are
-    re-reported and ``resumed_from_epoch`` is recorded (0 for a retry from scratch). The
-    objective then saves after each reported epoch when ``checkpoint.due(epoch)`` and discards
-    the checkpoint when the trial ends.
+    ``origin`` is the number of the trial whose training this one carries on (seed training
+    from it): the first attempt of a retried trial, or the first round of a configuration that
+    synchronous Hyperband promoted; ``checkpoint`` is None when checkpoints are off; ``saved``
+    is ``(meta, arrays)`` when there is state to continue from (and, with ``params``, saved
+    with the same parameters), else None. When resuming, the saved epochs' validation losses
+    (``meta["val_loss"]``) are re-reported and ``resumed_from_epoch`` is recorded (0 for a retry
+    from scratch). The objective then saves after each reported epoch when
+    ``checkpoint.due(epoch)`` and calls :func:`end_checkpoint` when the trial ends.
     """
-    origin = origin_number(trial)
+    hb = _hyperband_round(trial)
+    origin = int(hb["root"]) if hb and hb.get("root") is not None else origin_number(trial)
     checkpoint = trial_checkpoint(trial, origin)
-    if checkpoint is not None and params is not None:
-        checkpoint.extra["params"] = params
+    if checkpoint is not None:
+        if params is not None:
+            checkpoint.extra["params"] = params
+        if hb:
+            checkpoint.at.add(int(hb["epochs"]))  # where a later round continues from
     if origin == trial.number:
         return origin, checkpoint, None
     saved = checkpoint.load() if checkpoint is not None else None
     if saved is not None and params is not None and saved[0].get("params") != params:
         saved = None
-    if saved is None:
-        trial.set_user_attr("resumed_from_epoch", 0)  # user attributes are inherited by retries
-    else:
+    if saved is not None and hb and int(saved[0]["epochs"]) > int(hb["epochs"]):
+        saved = None  # a later round's state: not this round's start
+    # user attributes are inherited by retries; set before the replay, whose first report writes them
+    trial.set_user_attr("resumed_from_epoch", 0 if saved is None else int(saved[0]["epochs"]))
+    if saved is not None:
         replay_reports(trial, saved[0]["val_loss"])
-        trial.set_user_attr("resumed_from_epoch", int(saved[0]["epochs"]))
     return origin, checkpoint, saved
+
+
+def end_checkpoint(trial: Any, checkpoint: Checkpoint | None, epochs_done: int) -> None:
+    """At a trial's end: delete its checkpoint, unless synchronous Hyperband may continue it (the
+    trial stopped at the end of a round that is not the last)."""
+    if checkpoint is None:
+        return
+    hb = _hyperband_round(trial)
+    if hb and not hb.get("last") and epochs_done == int(hb["epochs"]):
+        return
+    checkpoint.discard()
 
 
 def replay_reports(trial: Any, val_losses: list[float]) -> None:

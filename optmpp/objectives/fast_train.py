@@ -304,7 +304,7 @@ class FastTrainer:
 
         With ``checkpoint`` (:class:`optmpp.objectives.base.Checkpoint`), the whole training
         state (weights, batch-norm statistics, Adam moments and step, best weights, histories) is
-        saved after each epoch that ``on_epoch`` accepted; ``resume`` (a loaded checkpoint)
+        saved after each epoch it says is due, before ``on_epoch``; ``resume`` (a loaded checkpoint)
         continues from it. Shuffling and dropout are seeded by (seed, epoch), so a resumed run
         trains exactly as an uninterrupted one.
         """
@@ -352,8 +352,7 @@ class FastTrainer:
                 if self.has_val and vl < history["best_val"]:
                     history["best_val"], history["best_epoch"] = vl, epoch
                     best = (weights, state)
-                if on_epoch is not None:
-                    on_epoch(epoch, tl, vl)
+                # saved before ``on_epoch``, which raises where a synchronous Hyperband round ends
                 if checkpoint is not None and checkpoint.due(epoch):
                     arrays = {}
                     for prefix, tensors in (("w", weights), ("s", state), ("m", m), ("v", v),
@@ -361,6 +360,8 @@ class FastTrainer:
                         arrays.update({f"{prefix}{i}": x.numpy() for i, x in enumerate(tensors)})
                     meta = {k: history[k] for k in ("train_loss", "val_loss", "best_epoch", "best_val", "epochs")}
                     checkpoint.save({**meta, "t": float(t)}, arrays)
+                if on_epoch is not None:
+                    on_epoch(epoch, tl, vl)
         finally:
             keep = best if restore_best and self.has_val else (weights, state)
             net.weights = [w.numpy() for w in keep[0]]

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from optmpp.objectives.base import report_epoch, resume
+from optmpp.objectives.base import end_checkpoint, report_epoch, resume
 
 if TYPE_CHECKING:
     import optuna
@@ -232,8 +232,9 @@ class KerasRegressionObjective:
         finally:
             trial.set_user_attr("epochs", epochs_done)
             trial.set_user_attr("train_loss", train_losses)
-            if checkpoint is not None:
-                checkpoint.discard()  # the trial ended here; only a killed worker leaves one
+            # the trial ended here: only a killed worker, or a synchronous Hyperband round that
+            # a later round may continue, leaves a checkpoint
+            end_checkpoint(trial, checkpoint, epochs_done)
         trial.set_user_attr("best_epoch", result["best_epoch"])
         return result["best_val"] if self.options.restore_best else result["val_loss"][-1]
 
