@@ -3,7 +3,7 @@
 Optuna's ``HyperbandPruner`` is asynchronous: a trial is promoted past a rung as soon as it is in
 the top 1 / reduction_factor of the trials that reached the rung *so far*, so with a small budget
 the first trials of every rung are promoted with little competition. Here, as in Li et al.
-(2018) and KerasTuner, a bracket's round trains ``n`` configurations for ``r`` epochs, and only
+(2018) and KerasTuner (whose round sizes it uses), a bracket's round trains ``n`` configurations for ``r`` epochs, and only
 when the whole round is finished do its best ``n / reduction_factor`` continue, from their saved
 training state, to ``r * reduction_factor`` epochs.
 
@@ -45,20 +45,23 @@ ATTR = "hyperband"
 
 
 def brackets(min_resource: int, max_resource: int, reduction_factor: int) -> list[list[tuple[int, int]]]:
-    """Li et al.'s brackets, most aggressive first: per bracket, its rounds as (trials, epochs).
+    """Hyperband's brackets, most aggressive first: per bracket, its rounds as (trials, epochs).
 
-    >>> brackets(1, 27, 3)[0]
-    [(27, 1), (9, 3), (3, 9), (1, 27)]
+    Li et al.'s brackets with KerasTuner's round sizes: round ``i`` of bracket ``s`` holds
+    ``ceil((s_max + 1) / (s + 1) * eta ** (s - i))`` trials (Li et al. round them down), so
+    that for 27 epochs and factor 3 the plan is KerasTuner's: 70 trials, 375 epochs.
+
+    >>> brackets(1, 27, 3)[1]
+    [(12, 3), (4, 9), (2, 27)]
     """
     eta = reduction_factor
     s_max = int(math.floor(math.log(max_resource / min_resource) / math.log(eta) + 1e-9))
     out = []
     for s in range(s_max, -1, -1):
-        n = int(math.ceil((s_max + 1) / (s + 1) * eta**s - 1e-9))
         rounds = []
         for i in range(s + 1):
             epochs = max_resource if i == s else max(min_resource, int(round(max_resource * eta ** (i - s))))
-            rounds.append((max(1, int(n // eta**i)), epochs))
+            rounds.append((int(math.ceil((s_max + 1) / (s + 1) * eta ** (s - i) - 1e-9)), epochs))
         out.append(rounds)
     return out
 

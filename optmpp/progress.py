@@ -69,26 +69,20 @@ class Progress:
 
     def render(self, counts: dict[str, int], best: float | None, epochs: int, elapsed: float) -> str:
         done = counts.get("finished", 0)
-        left = ""
         if self.epoch_budget:
             if self._epochs_at_start is None:
                 self._epochs_at_start = epochs
             frac = min(1.0, epochs / self.epoch_budget)
-            new = epochs - self._epochs_at_start
-            if 0 < new and epochs < self.epoch_budget:
-                left = f", ~{format_duration(elapsed / new * (self.epoch_budget - epochs))} left"
             trials_s = f"{done} finished"
             epochs_s = f"{epochs}/{self.epoch_budget} epochs"
         else:
             frac = min(1.0, done / self.n_trials) if self.n_trials else 1.0
-            new = done - self.finished_at_start
-            if 0 < new and done < self.n_trials:
-                left = f", ~{format_duration(elapsed / new * (self.n_trials - done))} left"
             trials_s = f"{done}/{self.n_trials} finished"
             epochs_s = f"{epochs} epochs"
+        estimate = self._estimate(counts, epochs, elapsed)
+        left = f", ~{format_duration(estimate)} left" if estimate else ""
         if self.timeout:
             time_left = max(0.0, self.timeout - elapsed)
-            estimate = self._estimate(counts, epochs, elapsed)
             if estimate is None or estimate > time_left:  # the timeout ends the run first
                 frac = max(frac, min(1.0, elapsed / self.timeout))
                 left = f", ~{format_duration(time_left)} left (timeout {format_duration(self.timeout)})"

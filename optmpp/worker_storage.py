@@ -166,21 +166,9 @@ class WorkerStorage(_CachedStorage):
         with read_only_transactions():
             return super().get_trial(trial_id)
 
-    def get_trial_params(self, trial_id: int) -> dict[str, Any]:
-        self.flush(trial_id)
-        return super().get_trial_params(trial_id)
-
-    def get_trial_user_attrs(self, trial_id: int) -> dict[str, Any]:
-        self.flush(trial_id)
-        return super().get_trial_user_attrs(trial_id)
-
     def get_all_trials(
         self, study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
     ) -> list[FrozenTrial]:
         self.flush()
         with read_only_transactions():
             return super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
-
-    def get_best_trial(self, study_id: int) -> FrozenTrial:
-        self.flush()
-        return super().get_best_trial(study_id)

@@ -17,7 +17,7 @@ from optmpp.workers import run_study
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 
-def sync_config(tmp_path: Path, name: str = "sync", n_trials: int = 22, objective: dict | None = None,
+def sync_config(tmp_path: Path, name: str = "sync", n_trials: int = 23, objective: dict | None = None,
                 algorithm: dict | None = None) -> object:
     return parse_study_config(
         {
@@ -30,12 +30,13 @@ def sync_config(tmp_path: Path, name: str = "sync", n_trials: int = 22, objectiv
     )
 
 
-def test_the_plan_is_li_et_als_hyperband_round_by_round() -> None:
-    assert brackets(1, 27, 3) == [[(27, 1), (9, 3), (3, 9), (1, 27)], [(12, 3), (4, 9), (1, 27)],
+def test_the_plan_is_kerastuners_hyperband_round_by_round() -> None:
+    # KerasTuner 1.4.8's Hyperband(max_epochs=27, factor=3), as it ran here: 70 fits, 375 epochs
+    assert brackets(1, 27, 3) == [[(27, 1), (9, 3), (3, 9), (1, 27)], [(12, 3), (4, 9), (2, 27)],
                                   [(6, 9), (2, 27)], [(4, 27)]]
     plan = SyncHyperband(1, 27, 3, "minimize")
     items = list(plan.items(0))
-    assert len(items) == 69 and plan.epochs_per_iteration() == 357  # KerasTuner: 70 fits, 375 epochs
+    assert len(items) == 70 and plan.epochs_per_iteration() == 375
     # round 0 of every bracket (most aggressive first), then round 1, ...
     assert [(i.bracket, i.round) for i in items][:27] == [(0, 0)] * 27
     assert [i.round for i in items] == sorted(i.round for i in items)
@@ -109,8 +110,8 @@ def test_two_workers_run_one_synchronous_iteration(storage_url: str, tmp_path: P
     plan = SyncHyperband(1, 9, 3, "minimize")
     assert sorted(t.user_attrs[ATTR]["key"] for t in trials) == sorted(i.key for i in plan.items(0))
     check_rounds(trials, 9)
-    assert summary.counts == {**summary.counts, "complete": 5, "pruned": 17, "fail": 0}
-    assert summary.epochs == plan.epochs_per_iteration() == 69  # promoted trials resumed, not retrained
+    assert summary.counts == {**summary.counts, "complete": 6, "pruned": 17, "fail": 0}
+    assert summary.epochs == plan.epochs_per_iteration() == 75  # promoted trials resumed, not retrained
     assert len({t.user_attrs["worker"] for t in trials}) == 2
     assert not list((tmp_path / "ckpt").rglob("*.npz"))  # every checkpoint discarded by the end
 
@@ -135,7 +136,7 @@ def test_a_promoted_keras_trial_trains_exactly_as_one_uninterrupted_run(real_dat
     cfg = sync_config(tmp_path, name="sync-mi", objective=objective)
     url = f"sqlite:///{tmp_path}/mi.db"
     summary = run_study(cfg, url, workers=2, log=lambda m: None, poll_s=0.5)
-    assert summary.counts["complete"] == 5 and summary.counts["fail"] == 0 and summary.epochs == 69
+    assert summary.counts["complete"] == 6 and summary.counts["fail"] == 0 and summary.epochs == 75
     trials = optuna.load_study(study_name="sync-mi", storage=url).get_trials(deepcopy=False)
     check_rounds(trials, 9)
     chain = next(t for t in trials if t.user_attrs[ATTR]["bracket"] == 0 and t.user_attrs[ATTR]["last"])
@@ -146,5 +147,5 @@ def test_a_promoted_keras_trial_trains_exactly_as_one_uninterrupted_run(real_dat
     reported = [chain.intermediate_values[e] for e in range(1, 10)]
     # epochs 2-4 follow the first two resumes; later epochs drift by float round-off (the workers
     # train with 1 thread, this process with more, which changes the order of sums)
-    assert reported[:4] == pytest.approx(losses[:4], rel=1e-5)
+    assert reported[:4] == pytest.approx(losses[:4], rel=2e-4)
     assert reported == pytest.approx(losses, rel=1e-2)

@@ -200,3 +200,29 @@ def test_fast_cnn_trainer_matches_the_saved_keras_model(real_data: Path) -> None
     traces = trainer.traces
     trainer.train(obj.fast_net({**params, "filters_1": 30, "kernel_1": 5, "units_1": 64}), 1, seed=4)
     assert trainer.traces == traces  # same family (2 conv, 2 dense blocks): no new trace
+
+
+def test_fast_trainer_takes_kerass_adam_steps(real_data: Path) -> None:
+    """Three Adam steps of the fast trainer and of Keras ``train_on_batch`` from the same weights
+    land on the same weights (no dropout: the only randomness left is the batch order, and one
+    batch's mean gradient does not depend on it)."""
+    from optmpp.objectives import make_objective
+    from optmpp.objectives.fast_train import DenseNet, FastTrainer
+    from optmpp.objectives.keras_common import import_keras
+
+    keras = import_keras()
+    obj = make_objective("hdpe-mi-dnn", {"max_epochs": 3})
+    tr = obj.split["train"]
+    x, y = obj.inputs[tr][:64].astype(np.float32), obj.y[tr][:64].astype(np.float32)
+    for lr, alphas in ((1e-3, [0.1, 0.3]), (1e-2, [0.05, 0.45])):
+        start = DenseNet(units=[64, 32], alphas=alphas, dropouts=[0.0, 0.0], learning_rate=lr)
+        start.init((x.shape[1],), 0)
+        model = start.to_keras(x.shape[1])
+        model.compile(optimizer=keras.optimizers.Adam(lr), loss="mse")
+        for _ in range(3):
+            model.train_on_batch(x, y)
+        net = DenseNet(units=[64, 32], alphas=alphas, dropouts=[0.0, 0.0], learning_rate=lr)
+        FastTrainer(x, y, x, y, 64).train(net, 3, 0)  # 3 epochs of one batch, initialised as `start`
+        moved = max(float(np.max(np.abs(a - b))) for a, b in zip(start.weights, model.get_weights()))
+        diff = max(float(np.max(np.abs(a - b))) for a, b in zip(net.weights, model.get_weights()))
+        assert moved > 1e-3 and diff < 1e-3 * moved, (lr, moved, diff)  # float round-off only
