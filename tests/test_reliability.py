@@ -21,15 +21,35 @@ def load(url: str, name: str) -> optuna.Study:
     return optuna.load_study(study_name=name, storage=make_storage(url, heartbeat_interval=None))
 
 
+def _running_with_reports(url: str, name: str) -> bool:
+    if url.startswith("sqlite:///"):
+        # read-only with sqlite3: quick under load, and never creates the schema itself (Optuna's
+        # load_study would, racing the process that is creating it)
+        import sqlite3
+        from contextlib import closing
+
+        path = url[len("sqlite:///"):].split("?", 1)[0]
+        try:
+            with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)) as db:
+                return db.execute(
+                    "SELECT count(*) FROM trials t JOIN studies s ON s.study_id = t.study_id "
+                    "WHERE s.study_name = ? AND t.state = 'RUNNING' AND EXISTS "
+                    "(SELECT 1 FROM trial_intermediate_values v WHERE v.trial_id = t.trial_id)", (name,)
+                ).fetchone()[0] > 0
+        except sqlite3.OperationalError:  # no file or no tables yet
+            return False
+    try:
+        return any(t.state == TrialState.RUNNING and t.intermediate_values for t in load(url, name).trials)
+    except Exception:  # noqa: BLE001 - not created yet
+        return False
+
+
 def wait_running(url: str, name: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        try:
-            if any(t.state == TrialState.RUNNING and t.intermediate_values for t in load(url, name).trials):
-                return
-        except Exception:  # noqa: BLE001 - not created yet
-            pass
-        time.sleep(0.3)
+        if _running_with_reports(url, name):
+            return
+        time.sleep(0.2)
     raise AssertionError("no trial started")
 
 
@@ -73,10 +93,11 @@ def test_sigterm_fails_the_running_trial_and_exits_0(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_run_interrupted_and_started_again_reaches_n_trials(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/r.db"
-    study = slow_study(tmp_path, "again", n_trials=4, max_epochs=12)
+    study = slow_study(tmp_path, "again", n_trials=4, max_epochs=20)  # 8 s per trial
     proc = subprocess.Popen([*optmpp_cmd(), "run", str(study), "--storage", url, "--workers", "2", "-q"],
                             env=cli_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_running(url, "again")
+    assert proc.poll() is None, "the run ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err[-2000:]
