@@ -94,13 +94,22 @@ def test_sigterm_fails_the_running_trial_and_exits_0(tmp_path: Path) -> None:
 def test_run_interrupted_and_started_again_reaches_n_trials(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path}/r.db"
     study = slow_study(tmp_path, "again", n_trials=4, max_epochs=20)  # 8 s per trial
+    # as from a terminal: Ctrl-C's SIGINT neither ignored nor blocked, whatever this test process
+    # inherited or did to its own signals (in the full suite, a run started from here ignored it)
+    parent = f"SIGINT handler here {signal.getsignal(signal.SIGINT)}, blocked {signal.pthread_sigmask(signal.SIG_BLOCK, [])}"
+
+    def terminal_signals() -> None:
+        signal.signal(signal.SIGINT, signal.SIG_DFL)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
+
     proc = subprocess.Popen([*optmpp_cmd(), "run", str(study), "--storage", url, "--workers", "2", "-q"],
-                            env=cli_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            env=cli_env(), cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=terminal_signals)
     wait_running(url, "again")
     assert proc.poll() is None, "the run ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=60)
-    assert proc.returncode == 130, err[-2000:]
+    assert proc.returncode == 130, f"{parent}\n{err[-2000:]}"
     trials = load(url, "again").trials
     assert not [t for t in trials if t.state == TrialState.RUNNING]
     again = subprocess.run([*optmpp_cmd(), "run", str(study), "--storage", url, "--workers", "2", "-q", "--json"],
