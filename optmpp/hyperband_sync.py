@@ -90,7 +90,6 @@ class SyncHyperband:
     def __init__(self, min_resource: int, max_resource: int, reduction_factor: int, direction: str,
                  checkpoint_root: str | Path | None = None, lookahead: bool = True) -> None:
         self.plan = brackets(min_resource, max_resource, reduction_factor)
-        self.max_resource = max_resource
         self.minimize = direction == "minimize"
         self.checkpoint_root = Path(checkpoint_root) if checkpoint_root else None
         self.lookahead = lookahead

@@ -246,17 +246,11 @@ def prepare_study(
 SYNC_CHECKPOINT_DIR = "runs/checkpoints"
 
 
-def _checkpoint_dir(config: StudyConfig) -> str | None:
-    o = config.algorithm.options or {}
-    sync = config.algorithm.name in ("hyperband", "bohb") and bool(o.get("synchronous"))
-    return config.reliability.checkpoint_dir or (SYNC_CHECKPOINT_DIR if sync else None)
-
-
 def _schedule(config: StudyConfig, objective: Any, lookahead: bool = True) -> Any:
     from optmpp.algorithms import make_schedule
 
     return make_schedule(config.algorithm.name, config.algorithm.options, getattr(objective, "max_budget", None),
-                         config.direction, _checkpoint_dir(config), lookahead)
+                         config.direction, config.reliability.checkpoint_dir or SYNC_CHECKPOINT_DIR, lookahead)
 
 
 def _identity(config: StudyConfig, objective: Any) -> dict[str, Any]:
@@ -531,7 +525,7 @@ def run_worker(
         queue_ahead = 1  # synchronous Hyperband queues what can run now, never n_trials up front
     # synchronous Hyperband continues promoted trials from checkpoints (at least at round ends)
     every = config.reliability.checkpoint_every if config.reliability.checkpoint_dir else 1_000_000_000
-    enable_checkpoints(_checkpoint_dir(config), every)
+    enable_checkpoints(schedule.checkpoint_root if schedule is not None else config.reliability.checkpoint_dir, every)
     options = config.algorithm.options
     storage = _storage_for(config, storage_url)
     # Seeded by the study seed, the algorithm, the worker and the trials already stored:

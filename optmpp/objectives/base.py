@@ -218,8 +218,10 @@ def trial_checkpoint(trial: Any, origin: int | None = None) -> Checkpoint | None
 
 def _hyperband_round(trial: Any) -> dict[str, Any] | None:
     """The synchronous-Hyperband attribute of ``trial`` (see :mod:`optmpp.hyperband_sync`), if any."""
+    from optmpp.hyperband_sync import ATTR
+
     try:
-        hb = trial.user_attrs.get("hyperband")
+        hb = trial.user_attrs.get(ATTR)
     except Exception:  # noqa: BLE001 - e.g. a FixedTrial
         return None
     return hb if isinstance(hb, dict) and "epochs" in hb else None
