@@ -46,14 +46,28 @@ CASES = {
 }
 
 
+EXTRA_OBJECTIVE_OPTIONS: dict[str, Any] = {}  # --objective-options
+
+
 def objective_options(case: str, max_epochs: int) -> dict[str, Any]:
     c = CASES[case]
-    return {"max_epochs": max_epochs, "batch_size": c["batch_size"], "restore_best": True, **c.get("extra", {})}
+    return {"max_epochs": max_epochs, "batch_size": c["batch_size"], "restore_best": True, **c.get("extra", {}),
+            **EXTRA_OBJECTIVE_OPTIONS}
 
 
 class HPTrial:
     """The objective's own ``suggest(trial)`` run on KerasTuner hyperparameters: same names,
-    ranges, steps and log scales, so both tools search exactly the same space."""
+    ranges, steps and log scales, so both tools search exactly the same space.
+
+    KerasTuner 1.4.8 counts a stepped ``Float``'s values as ``(max - min) // step + 1``, which
+    floating point makes one short whenever ``(max - min) / step`` is not exact: declared as
+    ``Float(0.05, 0.5, step=0.05)``, the paper's dropout and LeakyReLU slope never take 0.5
+    (``0.45 // 0.05 == 8.0``; measured: 0 of 213 drawn configurations). With ``own_grid=False``
+    (the default of this benchmark) the upper bound is declared half a step higher, so
+    KerasTuner draws from the same 10 values as Optuna; ``own_grid=True`` keeps KerasTuner's
+    own 9-value grid (what a KerasTuner user who declares the paper's space gets)."""
+
+    own_grid = False
 
     def __init__(self, hp: Any) -> None:
         self.hp = hp
@@ -62,7 +76,10 @@ class HPTrial:
         return self.hp.Int(name, low, high, step=None if log else step, sampling="log" if log else "linear")
 
     def suggest_float(self, name: str, low: float, high: float, step: float | None = None, log: bool = False) -> float:
-        return self.hp.Float(name, low, high, step=step, sampling="log" if log else "linear")
+        if step is None or self.own_grid:
+            return self.hp.Float(name, low, high, step=step, sampling="log" if log else "linear")
+        value = self.hp.Float(name, low, high + step / 2, step=step)
+        return min(high, low + round((value - low) / step) * step)  # on Optuna's grid, exactly
 
     def suggest_categorical(self, name: str, choices: Any) -> Any:
         return self.hp.Choice(name, list(choices))
@@ -166,13 +183,20 @@ def main() -> None:
     ap.add_argument("--random-epochs", type=int, default=9)
     ap.add_argument("--no-retrain", action="store_true", help="skip the test R² of the best models")
     ap.add_argument("--json", help="write every run's figures to this file")
-    ap.add_argument("--workers", default="1,2", help="optmpp worker counts to run (default 1,2)")
+    ap.add_argument("--workers", default="1,2", help="optmpp worker counts to run (default 1,2; 0: none)")
     ap.add_argument("--hyperband-options", default="{}", help="JSON merged into optmpp hyperband's "
                     "[algorithm] table, e.g. '{\"bootstrap_count\": 2}'")
     ap.add_argument("--without-kerastuner", type=int, metavar="EPOCHS",
                     help="skip KerasTuner; stop optmpp hyperband at EPOCHS (to try optmpp settings quickly)")
+    ap.add_argument("--kerastuner-own-grid", action="store_true",
+                    help="let KerasTuner draw stepped floats from its own grid, which misses the upper bound "
+                    "(0.5 of the paper's dropout and slope); by default it draws from Optuna's grid")
+    ap.add_argument("--objective-options", default="{}", help="JSON merged into the objective's options "
+                    "for every run, e.g. '{\"trainer\": \"keras\"}' (optmpp trains with Keras fit too)")
     args = ap.parse_args()
     args.hyperband_options = json.loads(args.hyperband_options)
+    EXTRA_OBJECTIVE_OPTIONS.update(json.loads(args.objective_options))
+    HPTrial.own_grid = args.kerastuner_own_grid
 
     import optuna
 
@@ -188,7 +212,7 @@ def main() -> None:
           f"batch {objective.options.batch_size}, {os.cpu_count()} cores, seeds {args.seeds}", flush=True)
     runs: list[dict[str, Any]] = []
     for seed in range(args.first_seed, args.first_seed + args.seeds):
-        workers = [int(w) for w in args.workers.split(",")]
+        workers = [int(w) for w in args.workers.split(",") if w.strip() and int(w) > 0]  # 0: KerasTuner only
         plan = [] if args.without_kerastuner else [("kt", "hyperband", 1)]
         plan += [("optmpp", "hyperband", w) for w in workers]
         if args.random_trials:

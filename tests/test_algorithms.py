@@ -177,13 +177,23 @@ def test_our_tpe_samples_exactly_as_optunas_with_one_read_per_trial(multivariate
 
     count(ours, "ours")
     count(theirs, "theirs")
-    for _ in range(12):
+    # a trial left running (another worker's, to the constant liar) while the others sample
+    held = ours.ask(), theirs.ask()
+    assert held[0].params == held[1].params  # nothing sampled yet
+    held_values = _conditional_space(held[0]), _conditional_space(held[1])
+    assert held[0].params == held[1].params
+    for _ in range(30):  # past 64 stored trials, where our parameter columns grow
         a, b = ours.ask(), theirs.ask()
         va, vb = _conditional_space(a), _conditional_space(b)
         assert a.params == b.params
         ours.tell(a, va)
         theirs.tell(b, vb)
+    ours.tell(held[0], held_values[0])
+    theirs.tell(held[1], held_values[1])
+    a, b = ours.ask(), theirs.ask()
+    assert _conditional_space(a) == _conditional_space(b) and a.params == b.params
     assert len({tuple(sorted(t.params.items())) for t in ours.trials[40:]}) > 1  # not one point
+    assert len(ours.trials) == 72
     if multivariate:  # Optuna reads once per trial for the joint parameters too
         assert reads["ours"] <= reads["theirs"], reads
     else:  # Optuna reads once per parameter
