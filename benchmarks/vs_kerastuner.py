@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import shutil
 import statistics
@@ -36,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -108,14 +111,46 @@ def run_kerastuner(objective: Any, seed: int, args: argparse.Namespace, kind: st
         def build(self, hp: Any) -> Any:
             return objective.build(objective.suggest(HPTrial(hp)))
 
+    class OptmppFit(HyperModel):
+        """KerasTuner's loop (draws, brackets, promotions, its checkpoints), each ``fit`` done by
+        optmpp's trainer: from the Keras model's weights (fresh, or the promoted trial's best
+        epoch, as KerasTuner loads them) with a new Adam, as KerasTuner continues; the Keras
+        model then holds the best epoch's weights for KerasTuner's checkpoint."""
+
+        def fit(self, hp: Any, model: Any, x: Any, y: Any, validation_data: Any = None, epochs: int = 1,
+                initial_epoch: int = 0, callbacks: Any = (), **kwargs: Any) -> Any:
+            t0 = time.perf_counter()
+            params = {k: v for k, v in hp.values.items() if not k.startswith("tuner/")}
+            net = objective.fast_net(params)
+            arrays: dict[str, np.ndarray] = {}
+            for i, w in enumerate(model.get_weights()):
+                w = np.asarray(w, np.float32)
+                arrays.update({f"w{i}": w, f"bw{i}": w, f"m{i}": np.zeros_like(w), f"v{i}": np.zeros_like(w)})
+            meta = {"t": 0.0, "train_loss": [], "val_loss": [], "best_epoch": 0, "best_val": math.inf,
+                    "epochs": initial_epoch}
+            history = objective._trainer("tune").train(net, epochs, seed * 100_003 + counts["trials"], None, True,
+                                                       resume=(meta, arrays))
+            model.set_weights(net.weights)  # the best epoch's
+            values = history["val_loss"]
+            for cb in callbacks:
+                cb.set_model(model)
+                for e, v in enumerate(values):
+                    cb.on_epoch_end(initial_epoch + e, {"val_loss": v})
+            counts["trials"] += 1  # epochs: counted by Counter, one of the callbacks
+            counts["fit_s"] += time.perf_counter() - t0
+            out = keras.callbacks.History()
+            out.history = {"val_loss": values}
+            return out
+
+    model_cls = OptmppFit if args.kerastuner_trainer == "optmpp" else HyperModel
     work = Path(tempfile.mkdtemp(prefix="optmpp-kt-"))
     keras.utils.set_random_seed(seed)
     if kind == "hyperband":
-        tuner = kt.Hyperband(HyperModel(), objective="val_loss", max_epochs=args.max_epochs, factor=args.factor,
+        tuner = kt.Hyperband(model_cls(), objective="val_loss", max_epochs=args.max_epochs, factor=args.factor,
                              seed=seed, directory=str(work), project_name="p", overwrite=True)
         epochs = args.max_epochs
     else:
-        tuner = kt.RandomSearch(HyperModel(), objective="val_loss", max_trials=args.random_trials, seed=seed,
+        tuner = kt.RandomSearch(model_cls(), objective="val_loss", max_trials=args.random_trials, seed=seed,
                                 directory=str(work), project_name="p", overwrite=True)
         epochs = args.random_epochs
     tr, va = objective.split["train"], objective.split["val"]
@@ -127,7 +162,8 @@ def run_kerastuner(objective: Any, seed: int, args: argparse.Namespace, kind: st
     values = {k: v for k, v in best.hyperparameters.values.items() if not k.startswith("tuner/")}
     best_epochs = int(best.hyperparameters.values.get("tuner/epochs", epochs))
     shutil.rmtree(work, ignore_errors=True)
-    return {"tool": f"KerasTuner {kind}", "wall_s": wall, "epochs": counts["epochs"], "trials": counts["trials"],
+    tool = f"KerasTuner {kind}" + (" (optmpp's trainer)" if args.kerastuner_trainer == "optmpp" else "")
+    return {"tool": tool, "wall_s": wall, "epochs": counts["epochs"], "trials": counts["trials"],
             "train_share": counts["fit_s"] / wall, "best_val": float(best.score),
             "best_complete": min((float(t.score) for t in tuner.oracle.trials.values() if t.score is not None
                                   and int(t.hyperparameters.values.get("tuner/epochs", epochs)) == epochs),
@@ -191,9 +227,15 @@ def main() -> None:
     ap.add_argument("--kerastuner-own-grid", action="store_true",
                     help="let KerasTuner draw stepped floats from its own grid, which misses the upper bound "
                     "(0.5 of the paper's dropout and slope); by default it draws from Optuna's grid")
+    ap.add_argument("--kerastuner-trainer", choices=("keras", "optmpp"), default="keras",
+                    help="optmpp: KerasTuner's loop with each fit done by optmpp's trainer (--case mi), "
+                    "to separate the search from the training")
     ap.add_argument("--objective-options", default="{}", help="JSON merged into the objective's options "
                     "for every run, e.g. '{\"trainer\": \"keras\"}' (optmpp trains with Keras fit too)")
     args = ap.parse_args()
+    if args.kerastuner_trainer == "optmpp" and args.case != "mi":
+        # the dense network's weights are Keras's in Keras's order; the CNN's batch norm is not
+        ap.error("--kerastuner-trainer optmpp is for --case mi")
     args.hyperband_options = json.loads(args.hyperband_options)
     EXTRA_OBJECTIVE_OPTIONS.update(json.loads(args.objective_options))
     HPTrial.own_grid = args.kerastuner_own_grid
@@ -245,7 +287,8 @@ def main() -> None:
            for t in tools}
     for t in tools:
         m = med[t]
-        ref = med.get(f"KerasTuner {'random' if 'random' in t else 'hyperband'}", {}).get("wall_s", float("nan"))
+        kind = "random" if "random" in t else "hyperband"
+        ref = next((m["wall_s"] for name, m in med.items() if name.startswith(f"KerasTuner {kind}")), float("nan"))
         print(f"| {t} | {m['wall_s']:.1f} | {m['epochs']:.0f} | {m['trials']:.0f} | {100 * m['train_share']:.0f}% | "
               f"{m['best_val']:.5f} | {m['best_complete']:.5f} | {m.get('test_r2', float('nan')):.5f} | "
               f"{m['wall_s'] / ref:.2f} |")
