@@ -2,12 +2,13 @@
 
     python benchmarks/kt_draws.py --families 1-15          # which KerasTuner seeds draw the same configurations
     python benchmarks/kt_draws.py --seeds 1,2,3            # optmpp on the configurations KerasTuner draws for them
+    python benchmarks/kt_draws.py --case tg --seeds 1,2 --kerastuner-own-grid
 
 Hyperband's best validation loss after 375 epochs depends mostly on which 49 random
 configurations it happens to draw, so "median of 3 seeds" compares the two tools' luck as much
 as the tools. This script removes the luck: for a KerasTuner seed it reads the configurations
-KerasTuner 1.4.8's Hyperband oracle draws (the melt-index DNN's space, the draws of
-``vs_kerastuner.py``, without training: the oracle is fed random scores, which do not change
+KerasTuner 1.4.8's Hyperband oracle draws (the objective's space as ``vs_kerastuner.py`` declares
+it to KerasTuner, with its grid or, ``--kerastuner-own-grid``, KerasTuner's; without training: the oracle is fed random scores, which do not change
 its draws), then runs optmpp ``hyperband`` with ``synchronous = true`` (KerasTuner's brackets
 and round sizes) on exactly those configurations, in the same order, to KerasTuner's 375
 epochs, in this process with 1 worker, and prints its best validation loss (any trial, any
@@ -72,6 +73,9 @@ def _parse_seeds(text: str) -> list[int]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--case", choices=("mi", "tg"), default="mi")
+    ap.add_argument("--kerastuner-own-grid", action="store_true",
+                    help="KerasTuner's own grid for stepped floats, as in vs_kerastuner.py --kerastuner-own-grid")
     ap.add_argument("--seeds", default="1,2,3", help="KerasTuner seeds to pair with (e.g. 1,2,3 or 1-7)")
     ap.add_argument("--families", metavar="SEEDS", help="only print how many configurations these seeds share")
     ap.add_argument("--max-epochs", type=int, default=27)
@@ -84,11 +88,13 @@ def main() -> None:
     import optmpp.workers as workers
     from optmpp.config import parse_study_config
     from optmpp.objectives import make_objective
-    from vs_kerastuner import objective_options
+    from vs_kerastuner import CASES, HPTrial, objective_options
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    options = objective_options("mi", args.max_epochs)
-    objective = make_objective("hdpe-mi-dnn", options)
+    HPTrial.own_grid = args.kerastuner_own_grid
+    name = CASES[args.case]["objective"]
+    options = objective_options(args.case, args.max_epochs)
+    objective = make_objective(name, options)
     if args.families:
         seeds = _parse_seeds(args.families)
         draws = {s: {json.dumps(p, sort_keys=True) for p in kerastuner_draws(objective, s, args.max_epochs, args.factor)}
@@ -116,7 +122,7 @@ def main() -> None:
             index = self.order.setdefault(trial.number, len(self.order))
             return self.configs[index][name]
 
-    print(f"# optmpp hyperband (synchronous, 1 worker) on KerasTuner's draws: melt-index DNN, max_epochs "
+    print(f"# optmpp hyperband (synchronous, 1 worker) on KerasTuner's draws: {name}, max_epochs "
           f"{args.max_epochs}, factor {args.factor}, {args.epochs} epochs", flush=True)
     for seed in _parse_seeds(args.seeds):
         configs = kerastuner_draws(objective, seed, args.max_epochs, args.factor)
@@ -125,7 +131,7 @@ def main() -> None:
         cfg = parse_study_config({
             "name": f"kt-draws-{seed}", "seed": seed, "n_trials": 100_000,
             "algorithm": {"name": "hyperband", "reduction_factor": args.factor, "synchronous": True},
-            "objective": {"name": "hdpe-mi-dnn", **options},
+            "objective": {"name": name, **options},
         }, "kt_draws.toml")
         workers.prepare_study(cfg, url, 100_000, log=lambda m: None, ahead=1, lookahead=False)
         t0 = time.perf_counter()
