@@ -145,6 +145,9 @@ def run_kerastuner(objective: Any, seed: int, args: argparse.Namespace, kind: st
     model_cls = OptmppFit if args.kerastuner_trainer == "optmpp" else HyperModel
     work = Path(tempfile.mkdtemp(prefix="optmpp-kt-"))
     keras.utils.set_random_seed(seed)
+    if seed == 0:  # KerasTuner's oracle takes `seed or random.randint(1, 10000)`
+        print("# note: KerasTuner treats seed 0 as no seed: its draws for seed 0 are random, not repeatable",
+              flush=True)
     if kind == "hyperband":
         tuner = kt.Hyperband(model_cls(), objective="val_loss", max_epochs=args.max_epochs, factor=args.factor,
                              seed=seed, directory=str(work), project_name="p", overwrite=True)
