@@ -45,22 +45,21 @@ def kerastuner_draws(objective: Any, seed: int, max_epochs: int, factor: int) ->
 
     oracle = kt.oracles.HyperbandOracle(objective=kt.Objective("val_loss", "min"), max_epochs=max_epochs,
                                         factor=factor, seed=seed)
-    oracle._set_project_dir(tempfile.mkdtemp(prefix="optmpp-ktdraws-"), "p")
-    space = oracle.get_space()
-    objective.suggest(HPTrial(space))  # the tuner's initial space: one build with default values
-    oracle.update_space(space)
     scores = random.Random(seed)
     out = []
-    while True:
-        trial = oracle.create_trial("w")
-        if trial.status != "RUNNING":
-            return out
-        params = objective.suggest(HPTrial(trial.hyperparameters))  # registers newly met parameters
-        oracle.update_space(trial.hyperparameters)
-        if "tuner/trial_id" not in trial.hyperparameters.values:  # a new configuration, not a promotion
-            out.append(params)
-        oracle.update_trial(trial.trial_id, {"val_loss": scores.random()})
-        oracle.end_trial(trial)
+    with tempfile.TemporaryDirectory(prefix="optmpp-ktdraws-") as work:
+        oracle._set_project_dir(work, "p")
+        space = oracle.get_space()
+        objective.suggest(HPTrial(space))  # the tuner's initial space: one build with default values
+        oracle.update_space(space)
+        while (trial := oracle.create_trial("w")).status == "RUNNING":
+            params = objective.suggest(HPTrial(trial.hyperparameters))  # registers newly met parameters
+            oracle.update_space(trial.hyperparameters)
+            if "tuner/trial_id" not in trial.hyperparameters.values:  # a new configuration, not a promotion
+                out.append(params)
+            oracle.update_trial(trial.trial_id, {"val_loss": scores.random()})
+            oracle.end_trial(trial)
+    return out
 
 
 def _parse_seeds(text: str) -> list[int]:
@@ -87,6 +86,7 @@ def main() -> None:
 
     import optmpp.workers as workers
     from optmpp.config import parse_study_config
+    from optmpp.hyperband_sync import ATTR
     from optmpp.objectives import make_objective
     from vs_kerastuner import CASES, HPTrial, objective_options
 
@@ -127,20 +127,23 @@ def main() -> None:
     for seed in _parse_seeds(args.seeds):
         configs = kerastuner_draws(objective, seed, args.max_epochs, args.factor)
         workers.make_sampler = lambda *a, _c=configs, **k: Replay(_c)  # type: ignore[misc]
-        url = f"sqlite:///{tempfile.mkdtemp(prefix='optmpp-ktdraws-')}/study.db"
-        cfg = parse_study_config({
-            "name": f"kt-draws-{seed}", "seed": seed, "n_trials": 100_000,
-            "algorithm": {"name": "hyperband", "reduction_factor": args.factor, "synchronous": True},
-            "objective": {"name": name, **options},
-        }, "kt_draws.toml")
-        workers.prepare_study(cfg, url, 100_000, log=lambda m: None, ahead=1, lookahead=False)
-        t0 = time.perf_counter()
-        workers.run_worker(cfg, url, epoch_budget=args.epochs, log=lambda m: None, verbose=False)
-        wall = time.perf_counter() - t0
-        study = optuna.load_study(study_name=cfg.name, storage=url)
-        seen = [v for t in study.trials for v in t.intermediate_values.values() if v == v]
-        new = sum(1 for t in study.trials if (t.user_attrs.get("hyperband") or {}).get("round") == 0)
-        print(f"seed {seed:3d} | {len(configs)} KerasTuner configurations, {new} run | {len(study.trials)} trials | "
+        with tempfile.TemporaryDirectory(prefix="optmpp-ktdraws-") as work:
+            url = f"sqlite:///{work}/study.db"
+            cfg = parse_study_config({
+                "name": f"kt-draws-{seed}", "seed": seed, "n_trials": 100_000,
+                "algorithm": {"name": "hyperband", "reduction_factor": args.factor, "synchronous": True},
+                "objective": {"name": name, **options},
+                # round-end checkpoints only (the default), kept with the study, not in ./runs
+                "reliability": {"checkpoint_dir": f"{work}/checkpoints", "checkpoint_every": 1_000_000},
+            }, "kt_draws.toml")
+            workers.prepare_study(cfg, url, 100_000, log=lambda m: None, ahead=1, lookahead=False)
+            t0 = time.perf_counter()
+            workers.run_worker(cfg, url, epoch_budget=args.epochs, log=lambda m: None, verbose=False)
+            wall = time.perf_counter() - t0
+            trials = optuna.load_study(study_name=cfg.name, storage=url).get_trials(deepcopy=False)
+        seen = [v for t in trials for v in t.intermediate_values.values() if v == v]
+        new = sum(1 for t in trials if (t.user_attrs.get(ATTR) or {}).get("round") == 0)
+        print(f"seed {seed:3d} | {len(configs)} KerasTuner configurations, {new} run | {len(trials)} trials | "
               f"{wall:6.1f} s | best val {min(seen):.5f}", flush=True)
 
 

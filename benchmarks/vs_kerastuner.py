@@ -291,7 +291,7 @@ def main() -> None:
     for t in tools:
         m = med[t]
         kind = "random" if "random" in t else "hyperband"
-        ref = next((m["wall_s"] for name, m in med.items() if name.startswith(f"KerasTuner {kind}")), float("nan"))
+        ref = next((r["wall_s"] for name, r in med.items() if name.startswith(f"KerasTuner {kind}")), float("nan"))
         print(f"| {t} | {m['wall_s']:.1f} | {m['epochs']:.0f} | {m['trials']:.0f} | {100 * m['train_share']:.0f}% | "
               f"{m['best_val']:.5f} | {m['best_complete']:.5f} | {m.get('test_r2', float('nan')):.5f} | "
               f"{m['wall_s'] / ref:.2f} |")

@@ -3,9 +3,10 @@
 Optuna's ``HyperbandPruner`` is asynchronous: a trial is promoted past a rung as soon as it is in
 the top 1 / reduction_factor of the trials that reached the rung *so far*, so with a small budget
 the first trials of every rung are promoted with little competition. Here, as in Li et al.
-(2018) and KerasTuner (whose round sizes it uses), a bracket's round trains ``n`` configurations for ``r`` epochs, and only
-when the whole round is finished do its best ``n / reduction_factor`` continue, from their saved
-training state, to ``r * reduction_factor`` epochs.
+(2018) and KerasTuner (whose round sizes it uses), a bracket's round trains ``n``
+configurations for ``r`` epochs, and only when the whole round is finished do its best
+``n / reduction_factor`` continue, from their saved training state, to ``r * reduction_factor``
+epochs.
 
 Each (configuration, round) is one Optuna trial, created by :class:`SyncHyperband` under the
 study lock when it can run:

@@ -60,6 +60,18 @@ class _Snapshot:
         return getattr(self._study, name)
 
 
+def _grown(col: tuple[np.ndarray, np.ndarray] | None, size: int) -> tuple[np.ndarray, np.ndarray]:
+    """A (values, present) column holding at least ``size`` rows (doubling, so that adding
+    trials one by one copies each row O(1) times); ``col`` itself when it already does."""
+    if col is not None and len(col[0]) >= size:
+        return col
+    n = max(size, 2 * len(col[0]) if col is not None else 0, 64)
+    values, present = np.zeros(n), np.zeros(n, dtype=bool)
+    if col is not None:
+        values[: len(col[0])], present[: len(col[1])] = col
+    return values, present
+
+
 class TPESampler(optuna.samplers.TPESampler):
     """:class:`optuna.samplers.TPESampler` with one storage read per trial (see module doc)."""
 
@@ -163,20 +175,11 @@ class TPESampler(optuna.samplers.TPESampler):
                 continue
             done.add(t.number)
             for name, value in self._get_params(t, study).items():
-                col = cols.get(name)
-                if col is None or len(col[0]) < size:
-                    n = max(size, 2 * (len(col[0]) if col else 0), 64)
-                    grown = (np.zeros(n), np.zeros(n, dtype=bool))
-                    if col is not None:
-                        grown[0][: len(col[0])], grown[1][: len(col[1])] = col
-                    cols[name] = col = grown
+                cols[name] = col = _grown(cols.get(name), size)
                 col[0][t.number] = t.distributions[name].to_internal_repr(value)
                 col[1][t.number] = True
         for name, col in cols.items():  # every column covers every trial number of the halves
-            if len(col[0]) < size:
-                grown = (np.zeros(size), np.zeros(size, dtype=bool))
-                grown[0][: len(col[0])], grown[1][: len(col[1])] = col
-                cols[name] = grown
+            cols[name] = _grown(col, size)
         return numbers, running
 
     def after_trial(self, study: Any, trial: FrozenTrial, state: TrialState, values: Any) -> None:
