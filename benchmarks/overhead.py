@@ -91,6 +91,7 @@ def per_trial(url: str, n: int, algorithm: str, repeats: int) -> dict[str, list[
         _counts(study), epochs_consumed(study.get_trials(deepcopy=False))
         t1 = time.perf_counter()
         trial_id = _pop_waiting(study)
+        study._storage.get_trial_number_from_id(trial_id)  # the worker's log line names the trial
         t2 = time.perf_counter()
         trial = optuna.Trial(study, trial_id)
         trial.set_user_attr("worker", "bench")

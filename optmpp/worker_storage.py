@@ -1,15 +1,25 @@
-"""A worker's storage: Optuna's cached RDB storage, with a trial's small writes batched.
+"""A worker's storage: Optuna's cached RDB storage, with a trial's small writes batched and the
+worker's own running trials read from its memory.
 
 Optuna writes every ``suggest_*`` and every ``set_user_attr`` in its own transaction: a
 committed write costs milliseconds (a round trip and, on PostgreSQL, a WAL flush), so sampling
 the melt-index DNN's 10-13 parameters cost 35-75 ms per trial before any training. Here those
 writes are held in the worker and written together, in one transaction, at the trial's next
 write that others must see at once: its first reported epoch (in the same transaction as that
-epoch), or its end (``tell``); any read of the trial writes them first. What others see later
-than before: the dashboard shows a running trial's parameters from its first epoch on, and the
-constant-liar samplers of other workers (``tpe``, ``bohb``, ``bayes``) count it as a liar from
-then on, one epoch later than with Optuna's own writes. Its reads of trials run in SQLite's plain (deferred) transactions, which under WAL
-neither wait for nor block another worker's writes (writes take the lock at ``BEGIN``).
+epoch), or its end (in the same transaction as its state). What others see later than before:
+the dashboard shows a running trial's parameters from its first epoch on, and the constant-liar
+samplers of other workers (``tpe``, ``bohb``, ``bayes``) count it as a liar from then on, one
+epoch later than with Optuna's own writes. Its reads of trials run in SQLite's plain (deferred)
+transactions, which under WAL neither wait for nor block another worker's writes (writes take
+the lock at ``BEGIN``).
+
+A trial this worker runs (claimed from the queue, or created by ``ask``) is read in full once;
+from then on the worker keeps it in memory with its own writes applied, and a read of it asks
+the storage only for the trial's row, for its state (one query instead of six): nobody else
+writes to a running trial but to end it (a stale-trial check, an operator), and that is what
+the state shows. A trial ended from outside is read in full again and its held writes are dropped. Optuna
+read the running trial in full at ``Trial()``, twice in ``tell`` and once more after it: on
+PostgreSQL those reads were half of a trial's ~60 statements.
 
 What it changes for a trial killed before its first epoch: its parameters may not be in the
 storage; it is failed and retried like any other (the retry samples what is missing).
@@ -22,8 +32,12 @@ Example:
 
 from __future__ import annotations
 
+import copy
+import json
+import sqlite3
 import threading
 from collections.abc import Container, Sequence
+from datetime import datetime
 from typing import Any
 
 from optuna import distributions
@@ -32,6 +46,7 @@ from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
+from sqlalchemy.exc import IntegrityError
 
 from optmpp.storage import read_only_transactions
 
@@ -39,18 +54,21 @@ __all__ = ["WorkerStorage"]
 
 
 class WorkerStorage(_CachedStorage):
-    """:class:`optuna.storages._CachedStorage` that batches a trial's params and user attrs."""
+    """:class:`optuna.storages._CachedStorage` that batches a trial's params and user attrs and
+    keeps this worker's running trials in memory."""
 
     def __init__(self, backend: RDBStorage) -> None:
         super().__init__(backend)
         self._pending: dict[int, list[tuple[Any, ...]]] = {}
-        self._pending_lock = threading.RLock()
+        self._pending_lock = threading.RLock()  # guards _pending, _mine and _own
         self._study_ids: dict[str, int] = {}
+        self._mine: dict[int, int] = {}  # trial id -> study id: trials this worker runs
+        self._own: dict[int, FrozenTrial] = {}  # those of them read once, with this worker's writes
         # Optuna's private write helpers; without them (another Optuna) writes go straight through
         self._batching = all(
             hasattr(backend, m)
             for m in ("_set_trial_attr_without_commit", "_set_trial_intermediate_value_without_commit",
-                      "check_trial_is_updatable")
+                      "_set_trial_value_without_commit", "check_trial_is_updatable")
         )
 
     def get_study_id_from_name(self, study_name: str) -> int:
@@ -64,6 +82,63 @@ class WorkerStorage(_CachedStorage):
         self._study_ids = {k: v for k, v in self._study_ids.items() if v != study_id}
         super().delete_study(study_id)
 
+    # -- the trials this worker runs -------------------------------------------------------
+    def waiting_trial_ids(self, study_id: int) -> list[int]:
+        """The study's WAITING trials, oldest first: one query (a full read is seven)."""
+        with read_only_transactions(), _create_scoped_session(self._backend.scoped_session) as session:
+            rows = (session.query(models.TrialModel.trial_id)
+                    .filter(models.TrialModel.study_id == study_id,
+                            models.TrialModel.state == TrialState.WAITING)
+                    .order_by(models.TrialModel.number).all())
+        return [r[0] for r in rows]
+
+    def claim(self, study_id: int, trial_id: int) -> bool:
+        """WAITING -> RUNNING, atomically (False if another worker got there first); the trial
+        is this worker's from then on."""
+        if not super().set_trial_state_values(trial_id, state=TrialState.RUNNING):
+            return False
+        with self._pending_lock:
+            for tid in [t for t, own in self._own.items() if own.state.is_finished()]:
+                del self._own[tid], self._mine[tid]
+            self._mine[trial_id] = study_id
+        return True
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        trial_id = super().create_new_trial(study_id, template_trial)
+        if template_trial is None or template_trial.state == TrialState.RUNNING:  # ``ask``
+            with self._pending_lock:
+                self._mine[trial_id] = study_id
+        return trial_id
+
+    def _study_of(self, trial_id: int) -> int:
+        with self._lock:
+            if trial_id in self._trial_id_to_study_id_and_number:
+                return self._trial_id_to_study_id_and_number[trial_id][0]
+        with self._pending_lock:
+            return self._mine[trial_id]
+
+    def _update_own(self, trial_id: int, **changes: Any) -> None:
+        """Apply this worker's write to its in-memory copy of the trial (if it keeps one)."""
+        with self._pending_lock:
+            own = self._own.get(trial_id)
+            if own is None:
+                return
+            for attr, (key, value) in changes.items():  # e.g. _params=(name, value)
+                getattr(own, attr)[key] = value
+
+    def _stored_state(self, trial_id: int) -> tuple[TrialState, datetime | None]:
+        """The trial's state and end time as stored (the time as the database keeps it: MySQL
+        drops the microseconds)."""
+        with read_only_transactions(), _create_scoped_session(self._backend.scoped_session) as session:
+            row = models.TrialModel.find_or_raise_by_id(trial_id, session)  # the row only
+            return row.state, row.datetime_complete
+
+    def get_trial_number_from_id(self, trial_id: int) -> int:
+        with self._pending_lock:
+            if trial_id in self._own:
+                return self._own[trial_id].number
+        return super().get_trial_number_from_id(trial_id)
+
     # -- held writes -----------------------------------------------------------------------
     def set_trial_param(
         self, trial_id: int, param_name: str, param_value_internal: float,
@@ -71,30 +146,33 @@ class WorkerStorage(_CachedStorage):
     ) -> None:
         if not self._batching:
             return super().set_trial_param(trial_id, param_name, param_value_internal, distribution)
+        study_id = self._study_of(trial_id)
         with self._lock:
-            study_id, _ = self._trial_id_to_study_id_and_number[trial_id]
-            known = self._studies[study_id].param_distribution.get(param_name)
+            known = self._studies[study_id].param_distribution.get(param_name) if study_id in self._studies else None
         if known is not None:  # an incompatible distribution fails here, as it would unbatched
             distributions.check_distribution_compatibility(known, distribution)
         with self._pending_lock:
             self._pending.setdefault(trial_id, []).append(
                 ("param", param_name, param_value_internal, distribution, known)
             )
+            self._update_own(trial_id, _params=(param_name, distribution.to_external_repr(param_value_internal)),
+                             _distributions=(param_name, distribution))
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
         if not self._batching:
             return super().set_trial_user_attr(trial_id, key, value)
         with self._pending_lock:
             self._pending.setdefault(trial_id, []).append(("user_attr", key, value))
+            self._update_own(trial_id, _user_attrs=(key, copy.deepcopy(value)))
 
-    def _write_pending(self, session: Any, trial_id: int, pending: list[tuple[Any, ...]]) -> None:
-        """Optuna's checks of ``RDBStorage.set_trial_param`` (the trial is running; a name keeps
-        its distribution kind), done once for all params, which go in one multi-row INSERT."""
+    def _write_pending(self, session: Any, trial: Any, pending: list[tuple[Any, ...]]) -> None:
+        """Optuna's checks of ``RDBStorage.set_trial_param`` (a name keeps its distribution
+        kind), done once for all params, which go in one multi-row INSERT; the user attrs in one
+        multi-row upsert. ``trial``: the trial's row, read in ``session`` and checked running."""
         backend = self._backend
+        trial_id = trial.trial_id
         params = [item for item in pending if item[0] == "param"]
         if params:
-            trial = models.TrialModel.find_or_raise_by_id(trial_id, session)
-            backend.check_trial_is_updatable(trial_id, trial.state)
             rows = []
             for _, name, value, dist, known in params:
                 if known is None:  # first use of this name by this worker: ask the storage
@@ -112,11 +190,33 @@ class WorkerStorage(_CachedStorage):
                     distribution_json=distributions.distribution_to_json(dist),
                 ))
             session.add_all(rows)
-        for item in pending:
-            if item[0] == "user_attr":
-                backend._set_trial_attr_without_commit(
-                    session, models.TrialUserAttributeModel, trial_id, item[1], item[2]
-                )
+        attrs = {item[1]: item[2] for item in pending if item[0] == "user_attr"}  # the last write wins
+        if not attrs:
+            return
+        model = models.TrialUserAttributeModel
+        values = [{"trial_id": trial_id, "key": k, "value_json": json.dumps(v)} for k, v in attrs.items()]
+        dialect = backend.engine.name
+        if dialect == "postgresql" or (dialect == "sqlite" and sqlite3.sqlite_version_info >= (3, 24, 0)):
+            if dialect == "postgresql":
+                from sqlalchemy.dialects.postgresql import insert
+            else:
+                from sqlalchemy.dialects.sqlite import insert
+            stmt = insert(model).values(values)
+            session.execute(stmt.on_conflict_do_update(
+                index_elements=[model.trial_id, model.key], set_={"value_json": stmt.excluded.value_json}))
+        elif dialect == "mysql":
+            from sqlalchemy.dialects.mysql import insert
+
+            stmt = insert(model).values(values)
+            session.execute(stmt.on_duplicate_key_update(value_json=stmt.inserted.value_json))
+        else:
+            for k, v in attrs.items():
+                backend._set_trial_attr_without_commit(session, model, trial_id, k, v)
+
+    def _running_row(self, session: Any, trial_id: int, for_update: bool = False) -> Any:
+        trial = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=for_update)
+        self._backend.check_trial_is_updatable(trial_id, trial.state)
+        return trial
 
     def _take(self, trial_id: int | None = None) -> dict[int, list[tuple[Any, ...]]]:
         with self._pending_lock:
@@ -127,8 +227,10 @@ class WorkerStorage(_CachedStorage):
             return {trial_id: pending} if pending else {}
 
     def _remember(self, trial_id: int, pending: list[tuple[Any, ...]]) -> None:
+        study_id = self._study_of(trial_id)
         with self._lock:
-            study_id, _ = self._trial_id_to_study_id_and_number[trial_id]
+            if study_id not in self._studies:
+                return
             known = self._studies[study_id].param_distribution
             for item in pending:
                 if item[0] == "param":
@@ -138,37 +240,114 @@ class WorkerStorage(_CachedStorage):
         """Write the held params and user attrs (of ``trial_id``, or of every trial) now."""
         for tid, pending in self._take(trial_id).items():
             with _create_scoped_session(self._backend.scoped_session, True) as session:
-                self._write_pending(session, tid, pending)
+                self._write_pending(session, self._running_row(session, tid), pending)
             self._remember(tid, pending)
 
     # -- writes and reads that see the held writes -----------------------------------------
     def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
-        pending = self._take(trial_id).get(trial_id)
-        if not pending:
+        if not self._batching:
             return super().set_trial_intermediate_value(trial_id, step, intermediate_value)
-        with _create_scoped_session(self._backend.scoped_session, True) as session:
-            self._write_pending(session, trial_id, pending)
-            self._backend._set_trial_intermediate_value_without_commit(session, trial_id, step, intermediate_value)
-        self._remember(trial_id, pending)
+        pending = self._take(trial_id).get(trial_id)
+        with self._pending_lock:
+            own = self._own.get(trial_id)
+            new_step = own is not None and step not in own.intermediate_values
+        if not pending and not new_step:
+            super().set_trial_intermediate_value(trial_id, step, intermediate_value)
+        else:
+            with _create_scoped_session(self._backend.scoped_session, True) as session:
+                trial = self._running_row(session, trial_id)
+                if pending:
+                    self._write_pending(session, trial, pending)
+                if new_step:  # (this worker's copy holds every step stored for its trial)
+                    value, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(
+                        intermediate_value)
+                    session.add(models.TrialIntermediateValueModel(
+                        trial_id=trial_id, step=step, intermediate_value=value, intermediate_value_type=kind))
+                else:
+                    self._backend._set_trial_intermediate_value_without_commit(
+                        session, trial_id, step, intermediate_value)
+            if pending:
+                self._remember(trial_id, pending)
+        self._update_own(trial_id, intermediate_values=(step, intermediate_value))
 
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
     ) -> bool:
-        self.flush(trial_id)
-        return super().set_trial_state_values(trial_id, state, values)
+        if not (self._batching and state.is_finished()):
+            self.flush(trial_id)
+            return super().set_trial_state_values(trial_id, state, values)
+        # the end of a trial: its held writes, values and state in one transaction (Optuna's
+        # ``RDBStorage.set_trial_state_values``, with the held writes)
+        pending = self._take(trial_id).get(trial_id)
+        now = datetime.now()
+        try:
+            with _create_scoped_session(self._backend.scoped_session) as session:
+                trial = self._running_row(session, trial_id, for_update=True)
+                if pending:
+                    self._write_pending(session, trial, pending)
+                for objective, v in enumerate(values or []):
+                    self._backend._set_trial_value_without_commit(session, trial, objective, v)
+                trial.state = state
+                trial.datetime_complete = now
+        except IntegrityError:  # as Optuna's
+            return False
+        if pending:
+            self._remember(trial_id, pending)
+        with self._pending_lock:
+            own = self._own.get(trial_id)
+            if own is not None:
+                own.state, own.datetime_complete = state, now
+                own._values = [float(v) for v in values] if values is not None else None
+        return True
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
         self.flush(trial_id)
         super().set_trial_system_attr(trial_id, key, value)
+        self._update_own(trial_id, _system_attrs=(key, copy.deepcopy(value)))
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
+        with self._lock:
+            cached = self._get_cached_trial(trial_id)  # finished, and read as such
+        if cached is not None:
+            return cached
+        with self._pending_lock:
+            mine = trial_id in self._mine and self._batching
+            own = copy.deepcopy(self._own.get(trial_id))
+        if own is not None:
+            state, complete = self._stored_state(trial_id)
+            if state == own.state:
+                own.datetime_complete = complete
+                return own
+            # ended from outside (a stale-trial check, an operator): the storage's trial
+            with self._pending_lock:
+                self._own.pop(trial_id, None)
+                self._pending.pop(trial_id, None)  # can no longer be written
+            with read_only_transactions():
+                return self._backend.get_trial(trial_id)
         self.flush(trial_id)
         with read_only_transactions():
-            return super().get_trial(trial_id)
+            trial = super().get_trial(trial_id)
+        if mine and trial.state == TrialState.RUNNING:
+            with self._pending_lock:
+                if trial_id in self._mine:
+                    self._own[trial_id] = copy.deepcopy(trial)
+        return trial
 
     def get_all_trials(
         self, study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None
     ) -> list[FrozenTrial]:
-        self.flush()
+        with self._pending_lock:
+            others = [tid for tid in self._pending if tid not in self._own]
+        for tid in others:  # held writes of a trial not kept in memory: write them to read them
+            self.flush(tid)
         with read_only_transactions():
-            return super().get_all_trials(study_id, deepcopy=deepcopy, states=states)
+            trials = super().get_all_trials(study_id, deepcopy=False, states=states)
+        with self._pending_lock:
+            if self._own:  # this worker's running trials as it wrote them (held writes included)
+                trials = [
+                    copy.deepcopy(self._own[t._trial_id])
+                    if t.state == TrialState.RUNNING and t._trial_id in self._own
+                    and self._own[t._trial_id].state == TrialState.RUNNING else t
+                    for t in trials
+                ]
+        return copy.deepcopy(trials) if deepcopy else trials

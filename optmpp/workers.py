@@ -133,6 +133,9 @@ def _count_rows(study: optuna.Study) -> dict[str, int]:
         rows = (session.query(models.TrialModel.state, func.count(models.TrialModel.trial_id))
                 .filter(models.TrialModel.study_id == study._study_id)
                 .group_by(models.TrialModel.state).all())
+        # end with COMMIT, not the ROLLBACK of closing the session: on PostgreSQL psycopg drops
+        # every prepared statement of the connection at a ROLLBACK (DEALLOCATE ALL)
+        session.commit()
     return {state.name.lower(): int(n) for state, n in rows}
 
 
@@ -359,10 +362,17 @@ def _pop_waiting(study: optuna.Study) -> int | None:
     from optuna.trial import TrialState
 
     storage = study._storage
-    for t in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,)):
+    if hasattr(storage, "claim"):  # a worker's storage: one query for the ids, the trial is its own
+        waiting = storage.waiting_trial_ids(study._study_id)
+        claim = lambda tid: storage.claim(study._study_id, tid)  # noqa: E731
+    else:
+        waiting = [t._trial_id for t in storage.get_all_trials(
+            study._study_id, deepcopy=False, states=(TrialState.WAITING,))]
+        claim = lambda tid: storage.set_trial_state_values(tid, state=TrialState.RUNNING)  # noqa: E731
+    for trial_id in waiting:
         try:
-            if storage.set_trial_state_values(t._trial_id, state=TrialState.RUNNING):
-                return t._trial_id
+            if claim(trial_id):
+                return trial_id
         except UpdateFinishedTrialError:
             continue
         except Exception:  # noqa: BLE001 - e.g. SQLite's "database is locked" on a lost race

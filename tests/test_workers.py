@@ -232,3 +232,62 @@ def test_a_trials_params_and_attributes_are_written_in_one_transaction(storage_u
     trial.suggest_categorical("units_0", ["a", "b"])
     with pytest.raises(ValueError, match="different distribution"):
         trial.report(0.5, 1)
+
+
+def test_a_worker_reads_its_own_running_trial_from_memory(storage_url: str) -> None:
+    """A trial the worker claimed is read in full once; later reads ask the storage for its
+    state only and see the worker's held writes; its end (held writes, value, state) is one
+    commit, and what is stored equals the worker's copy. A trial ended from outside is seen
+    as ended, and its held writes are dropped (README, "Storage")."""
+    from sqlalchemy import event
+
+    from optmpp.worker_storage import WorkerStorage
+    from optmpp.workers import _pop_waiting
+
+    rdb = make_storage(storage_url, heartbeat_interval=None)
+    optuna.create_study(study_name="own", storage=rdb)
+    study = optuna.load_study(study_name="own", storage=WorkerStorage(rdb),
+                              sampler=optuna.samplers.RandomSampler(seed=0))
+    other = make_storage(storage_url, heartbeat_interval=None)
+    statements: list[str] = []
+    event.listen(rdb.engine, "before_cursor_execute",
+                 lambda *a: None if a[2].startswith("BEGIN") else statements.append(a[2]))  # SQLite's own BEGIN
+    event.listen(rdb.engine, "commit", lambda conn: statements.append("COMMIT"))
+
+    study.enqueue_trial({"units": 64})
+    trial = optuna.Trial(study, _pop_waiting(study))
+    assert trial.params == {} and trial.suggest_int("units", 32, 512) == 64  # the enqueued value
+    trial.suggest_float("dropout", 0.05, 0.5, step=0.05)
+    trial.set_user_attr("worker", "w1")
+    trial.report(0.5, 1)
+    trial.report(0.25, 2)
+    trial.set_user_attr("epochs", 2)
+    statements.clear()
+    seen = study._storage.get_trial(trial._trial_id)
+    queries = [sql for sql in statements if sql != "COMMIT"]
+    assert len(queries) == 1 and "FROM trials \nWHERE trials.trial_id = " in queries[0]  # its row only
+    assert seen.user_attrs == {"worker": "w1", "epochs": 2} and seen.params == trial.params
+    assert seen.intermediate_values == {1: 0.5, 2: 0.25} and seen.state == TrialState.RUNNING
+    assert other.get_trial(trial._trial_id).user_attrs == {"worker": "w1"}  # "epochs" held
+    statements.clear()
+    study.tell(trial, 0.25)
+    writes = [i for i, sql in enumerate(statements) if sql.startswith(("INSERT", "UPDATE"))]
+    assert len(writes) == 3 and "COMMIT" not in statements[writes[0]:writes[-1]]  # one transaction:
+    assert "trial_user_attributes" in statements[writes[0]]  # held attribute, value and state
+    mine, stored = study._storage.get_trial(trial._trial_id), other.get_trial(trial._trial_id)
+    for field in ("state", "values", "params", "distributions", "user_attrs", "system_attrs",
+                  "intermediate_values", "datetime_start", "datetime_complete", "number"):
+        assert getattr(mine, field) == getattr(stored, field), field
+    assert stored.state == TrialState.COMPLETE and stored.user_attrs["epochs"] == 2
+
+    # ended from outside (a stale check, an operator): seen, and the held writes dropped
+    study.enqueue_trial({})
+    trial = optuna.Trial(study, _pop_waiting(study))
+    trial.report(0.5, 1)
+    trial.set_user_attr("late", 1)
+    other.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    assert study._storage.get_trial(trial._trial_id).state == TrialState.FAIL
+    assert len(study.get_trials(states=(TrialState.RUNNING,))) == 0
+    with pytest.raises(ValueError, match="Cannot tell a FAIL trial"):  # as Optuna's
+        study.tell(trial, 0.5)
+    assert "late" not in other.get_trial(trial._trial_id).user_attrs

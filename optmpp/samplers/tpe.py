@@ -44,13 +44,22 @@ except (ImportError, AttributeError):  # pragma: no cover - another Optuna
 class _Snapshot:
     """A study whose ``_get_trials`` answers from trials read once."""
 
-    def __init__(self, study: Any, trials: list[FrozenTrial]) -> None:
-        self._study, self._trials = study, trials
+    def __init__(self, study: Any, trials: list[FrozenTrial], by_states: dict[Any, list[FrozenTrial]]) -> None:
+        self._study, self._trials, self._by_states = study, trials, by_states
 
     def _get_trials(
         self, deepcopy: bool = True, states: Container[TrialState] | None = None, use_cache: bool = False
     ) -> list[FrozenTrial]:
-        trials = self._trials if states is None else [t for t in self._trials if t.state in states]
+        if states is None:
+            trials = self._trials
+        else:  # asked again for every parameter (Optuna's count of startup trials): filtered once
+            key = tuple(states) if isinstance(states, (tuple, list)) else None
+            trials = self._by_states.get(key) if key is not None else None
+            if trials is None:
+                trials = [t for t in self._trials if t.state in states]
+                if key is not None:
+                    self._by_states[key] = trials
+            trials = list(trials)
         return copy.deepcopy(trials) if deepcopy else trials
 
     def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
@@ -77,7 +86,7 @@ class TPESampler(optuna.samplers.TPESampler):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._snapshot: tuple[tuple[int, int], list[FrozenTrial]] | None = None
+        self._snapshot: tuple[tuple[int, int], list[FrozenTrial], dict[Any, list[FrozenTrial]]] | None = None
         self._split: tuple[tuple[int, int], Any] | None = None
         self._tables: list[tuple[list[FrozenTrial], Any]] = []  # of the split's halves
         # (study id, {name: (internal values, present)} indexed by trial number, numbers stored)
@@ -87,8 +96,8 @@ class TPESampler(optuna.samplers.TPESampler):
         key = (study._study_id, trial.number)
         if self._snapshot is None or self._snapshot[0] != key:
             # Optuna's per-trial cache (emptied at ask/tell), shared with its own relative sampling
-            self._snapshot = (key, study._get_trials(deepcopy=False, use_cache=True))
-        return _Snapshot(study, self._snapshot[1])
+            self._snapshot = (key, study._get_trials(deepcopy=False, use_cache=True), {})
+        return _Snapshot(study, self._snapshot[1], self._snapshot[2])
 
     def sample_relative(self, study: Any, trial: FrozenTrial, search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
         return super().sample_relative(self._once(study, trial), trial, search_space)
