@@ -74,7 +74,7 @@ def per_trial(url: str, n: int, algorithm: str, repeats: int) -> dict[str, list[
     from optmpp.algorithms import make_pruner, make_sampler
     from optmpp.storage import make_storage
     from optmpp.worker_storage import WorkerStorage
-    from optmpp.workers import _counts, _pop_waiting, epochs_consumed
+    from optmpp.workers import _counts, _pop_waiting, epochs_used
 
     rdb = make_storage(url, heartbeat_interval=10)
     name = f"overhead-{algorithm}-{n}-{time.time_ns()}"
@@ -88,7 +88,7 @@ def per_trial(url: str, n: int, algorithm: str, repeats: int) -> dict[str, list[
     for _ in range(repeats):
         study.enqueue_trial({})
         t0 = time.perf_counter()
-        _counts(study), epochs_consumed(study.get_trials(deepcopy=False))
+        _counts(study), epochs_used(study)
         t1 = time.perf_counter()
         trial_id = _pop_waiting(study)
         study._storage.get_trial_number_from_id(trial_id)  # the worker's log line names the trial

@@ -94,13 +94,39 @@ class WorkerStorage(_CachedStorage):
 
     def claim(self, study_id: int, trial_id: int) -> bool:
         """WAITING -> RUNNING, atomically (False if another worker got there first); the trial
-        is this worker's from then on."""
-        if not super().set_trial_state_values(trial_id, state=TrialState.RUNNING):
+        is this worker's from then on. Optuna's ``set_trial_state_values``, keeping the start
+        time it writes: when the queued trial is in this worker's cache (it queued it, or read it
+        since), that copy is the trial (Optuna writes a queued trial whole, at ``enqueue_trial``,
+        and nothing changes it until it is claimed), and the first read of it is not needed."""
+        if not self._batching:
+            return super().set_trial_state_values(trial_id, state=TrialState.RUNNING)
+        now = datetime.now()
+        try:
+            with _create_scoped_session(self._backend.scoped_session) as session:
+                row = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+                self._backend.check_trial_is_updatable(trial_id, row.state)
+                if row.state != TrialState.WAITING:
+                    return False
+                row.state = TrialState.RUNNING
+                row.datetime_start = now
+        except IntegrityError:  # as Optuna's
             return False
+        with self._lock:
+            cached = None
+            if trial_id in self._trial_id_to_study_id_and_number:
+                sid, number = self._trial_id_to_study_id_and_number[trial_id]
+                cached = self._studies[sid].trials.get(number)
+            if cached is not None and cached.state == TrialState.WAITING:
+                cached = copy.deepcopy(cached)
+                cached.state, cached.datetime_start = TrialState.RUNNING, now
+            else:
+                cached = None
         with self._pending_lock:
             for tid in [t for t, own in self._own.items() if own.state.is_finished()]:
                 del self._own[tid], self._mine[tid]
             self._mine[trial_id] = study_id
+            if cached is not None:
+                self._own[trial_id] = cached
         return True
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
@@ -126,12 +152,12 @@ class WorkerStorage(_CachedStorage):
             for attr, (key, value) in changes.items():  # e.g. _params=(name, value)
                 getattr(own, attr)[key] = value
 
-    def _stored_state(self, trial_id: int) -> tuple[TrialState, datetime | None]:
-        """The trial's state and end time as stored (the time as the database keeps it: MySQL
-        drops the microseconds)."""
+    def _stored_state(self, trial_id: int) -> tuple[TrialState, datetime | None, datetime | None]:
+        """The trial's state, start and end as stored (the times as the database keeps them:
+        MySQL drops the microseconds)."""
         with read_only_transactions(), _create_scoped_session(self._backend.scoped_session) as session:
             row = models.TrialModel.find_or_raise_by_id(trial_id, session)  # the row only
-            return row.state, row.datetime_complete
+            return row.state, row.datetime_start, row.datetime_complete
 
     def get_trial_number_from_id(self, trial_id: int) -> int:
         with self._pending_lock:
@@ -314,9 +340,9 @@ class WorkerStorage(_CachedStorage):
             mine = trial_id in self._mine and self._batching
             own = copy.deepcopy(self._own.get(trial_id))
         if own is not None:
-            state, complete = self._stored_state(trial_id)
+            state, start, complete = self._stored_state(trial_id)
             if state == own.state:
-                own.datetime_complete = complete
+                own.datetime_start, own.datetime_complete = start, complete
                 return own
             # ended from outside (a stale-trial check, an operator): the storage's trial
             with self._pending_lock:

@@ -153,6 +153,23 @@ def epochs_consumed(trials: list[Any]) -> int:
     return total
 
 
+def _share_trials(study: optuna.Study, trials: list[Any] | None) -> None:
+    """Set Optuna's per-trial cache of the study's trials (which samplers read at a trial's first
+    ``suggest`` and ``tell`` empties); ``None`` empties it."""
+    local = getattr(study, "_thread_local", None)
+    if local is not None and hasattr(local, "cached_all_trials"):
+        local.cached_all_trials = trials
+
+
+def epochs_used(study: optuna.Study) -> int:
+    """:func:`epochs_consumed` by the study's trials, read now. The trials read are left in
+    Optuna's per-trial cache for the sampler of the trial the worker claims next: it would read
+    the same a few milliseconds later (one read of the study per trial, not two)."""
+    trials = study.get_trials(deepcopy=False)
+    _share_trials(study, trials)
+    return epochs_consumed(trials)
+
+
 def top_up_queue(study: optuna.Study, n_trials: int, ahead: int | None = None, schedule: Any = None) -> int:
     """Enqueue WAITING trials until finished + running + waiting = ``n_trials``.
 
@@ -581,8 +598,9 @@ def run_worker(
             if c["finished"] >= n_trials:
                 stats.stop_reason = f"the study holds {c['finished']} finished trials (n_trials={n_trials})"
                 break
+            _share_trials(study, None)  # (a trial that never reached `tell` left its read there)
             if epoch_budget is not None:
-                used = epochs_consumed(study.get_trials(deepcopy=False))
+                used = epochs_used(study)
                 if used >= epoch_budget:
                     stats.stop_reason = f"the study's trials consumed {used} epochs (budget {epoch_budget})"
                     break

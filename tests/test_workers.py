@@ -234,6 +234,39 @@ def test_a_trials_params_and_attributes_are_written_in_one_transaction(storage_u
         trial.report(0.5, 1)
 
 
+def test_a_budgeted_worker_reads_the_study_once_per_trial(sqlite_url: str) -> None:
+    """A worker with an epoch budget counts the epochs from one read of the study, which the
+    sampler of the trial it claims next reuses (TPE would read the same again)."""
+    from optmpp.algorithms import make_sampler
+    from optmpp.worker_storage import WorkerStorage
+    from optmpp.workers import _pop_waiting, epochs_used
+
+    rdb = make_storage(sqlite_url, heartbeat_interval=None)
+    optuna.create_study(study_name="once", storage=rdb)
+    storage = WorkerStorage(rdb)
+    study = optuna.load_study(study_name="once", storage=storage, sampler=make_sampler("tpe", {}, seed=0))
+    for i in range(12):  # past TPE's random start-up
+        t = study.ask()
+        t.suggest_int("units", 32, 512)
+        t.report(float(i), 1)
+        study.tell(t, float(i))
+    reads = []
+    backend_reads = storage._backend._get_trials
+    storage._backend._get_trials = lambda *a, **k: reads.append(1) or backend_reads(*a, **k)
+    study.enqueue_trial({})
+    assert epochs_used(study) == 12 and len(reads) == 1
+    trial = optuna.Trial(study, _pop_waiting(study))
+    trial.suggest_int("units", 32, 512)
+    trial.suggest_float("dropout", 0.05, 0.5)
+    assert len(reads) == 1  # the sampler used the worker's read
+    study.tell(trial, 0.5)
+    study.enqueue_trial({})
+    trial = optuna.Trial(study, _pop_waiting(study))  # no read by the worker first: the sampler reads
+    trial.suggest_int("units", 32, 512)
+    trial.suggest_float("dropout", 0.05, 0.5)
+    assert len(reads) == 2
+
+
 def test_a_worker_reads_its_own_running_trial_from_memory(storage_url: str) -> None:
     """A trial the worker claimed is read in full once; later reads ask the storage for its
     state only and see the worker's held writes; its end (held writes, value, state) is one
@@ -279,6 +312,13 @@ def test_a_worker_reads_its_own_running_trial_from_memory(storage_url: str) -> N
                   "intermediate_values", "datetime_start", "datetime_complete", "number"):
         assert getattr(mine, field) == getattr(stored, field), field
     assert stored.state == TrialState.COMPLETE and stored.user_attrs["epochs"] == 2
+
+    # a trial queued by another process (not in this worker's cache) is read in full at its claim
+    optuna.load_study(study_name="own", storage=other).enqueue_trial({"units": 96})
+    trial = optuna.Trial(study, _pop_waiting(study))
+    assert trial.suggest_int("units", 32, 512) == 96
+    study.tell(trial, 0.5)
+    assert other.get_trial(trial._trial_id).params == {"units": 96}
 
     # ended from outside (a stale check, an operator): seen, and the held writes dropped
     study.enqueue_trial({})

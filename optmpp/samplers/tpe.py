@@ -5,7 +5,9 @@ the study's trials from the storage for every parameter it samples, to see the o
 running trials; at 1,000 stored trials that read is ~10 ms on SQLite, ~130 ms for the
 melt-index DNN's 13 parameters. Here the trials are read at a trial's first ``suggest`` and
 reused for its other parameters: the running trials it lies about are those running when the
-trial started sampling, a few milliseconds earlier. For the same reason the split of the
+trial started sampling, a few milliseconds earlier (or when its worker last read the study,
+just before claiming the trial, for a worker with an epoch budget: it shares that read). For
+the same reason the split of the
 trials into good and bad ones (the same for every parameter of a trial) is computed once per
 trial, not once per parameter; and a finished trial's parameters (which never change) are
 converted to TPE's internal values once per study, into one array per parameter indexed by
