@@ -55,13 +55,10 @@ class _Snapshot:
         if states is None:
             trials = self._trials
         else:  # asked again for every parameter (Optuna's count of startup trials): filtered once
-            key = tuple(states) if isinstance(states, (tuple, list)) else None
-            trials = self._by_states.get(key) if key is not None else None
-            if trials is None:
-                trials = [t for t in self._trials if t.state in states]
-                if key is not None:
-                    self._by_states[key] = trials
-            trials = list(trials)
+            key = tuple(states)
+            if key not in self._by_states:
+                self._by_states[key] = [t for t in self._trials if t.state in states]
+            trials = list(self._by_states[key])
         return copy.deepcopy(trials) if deepcopy else trials
 
     def get_trials(self, deepcopy: bool = True, states: Container[TrialState] | None = None) -> list[FrozenTrial]:
