@@ -6,10 +6,11 @@
 Part 1, per storage, per study size (100 and 1,000 finished trials already stored, with the
 melt-index DNN's search space) and per algorithm (random, tpe, bayes): a worker's bookkeeping
 for one trial, timed 20 times and printed as the median and the 90th percentile in ms:
-count the study's trials, claim a queued trial, sample its parameters, report one epoch and
-check pruning, record the result (with the user attributes a worker sets) -- through the
-worker's own storage (:class:`optmpp.worker_storage.WorkerStorage`) and sampler. Training is
-not included.
+count the study's trials and epochs, claim a queued trial (with its first heartbeat), sample
+its parameters, report one epoch and check pruning, record the result (with the user
+attributes a worker sets) -- through the worker's own storage
+(:class:`optmpp.worker_storage.WorkerStorage`) and sampler, step by step as
+``optmpp.workers`` does it. Training is not included.
 
 Part 2: throughput (finished trials per second) of ``optmpp run`` with 1, 2 and 4 workers on a
 cheap CPU-bound objective (``hdpe-mi-mlp``, 3 epochs of a small scikit-learn MLP per trial), and
@@ -74,26 +75,29 @@ def per_trial(url: str, n: int, algorithm: str, repeats: int) -> dict[str, list[
     from optmpp.algorithms import make_pruner, make_sampler
     from optmpp.storage import make_storage
     from optmpp.worker_storage import WorkerStorage
-    from optmpp.workers import _counts, _pop_waiting, epochs_used
+    from optmpp.objectives.base import report_epoch
+    from optmpp.workers import _pop_waiting, counts_and_epochs
 
     rdb = make_storage(url, heartbeat_interval=10)
     name = f"overhead-{algorithm}-{n}-{time.time_ns()}"
     optuna.create_study(study_name=name, storage=rdb)
     fill(optuna.load_study(study_name=name, storage=rdb), n, random.Random(n))
     # the worker's own storage and sampler, as `run_worker` builds them
-    study = optuna.load_study(study_name=name, storage=WorkerStorage(rdb),
+    storage = WorkerStorage(rdb)
+    study = optuna.load_study(study_name=name, storage=storage,
                               sampler=make_sampler(algorithm, {}, seed=0), pruner=make_pruner(algorithm, {}, 27))
     dists = space()
     times: dict[str, list[float]] = {k: [] for k in ("count", "claim", "sample", "report", "tell", "total")}
     for _ in range(repeats):
         study.enqueue_trial({})
         t0 = time.perf_counter()
-        _counts(study), epochs_used(study)
+        counts_and_epochs(study)  # a worker with an epoch budget (one without: a COUNT query)
         t1 = time.perf_counter()
-        trial_id = _pop_waiting(study)
-        study._storage.get_trial_number_from_id(trial_id)  # the worker's log line names the trial
+        trial_id = _pop_waiting(study)  # with the trial's first heartbeat
+        storage.get_trial_number_from_id(trial_id)  # the worker's log line names the trial
         t2 = time.perf_counter()
-        trial = optuna.Trial(study, trial_id)
+        with storage.state_checked(trial_id, checked=True):
+            trial = optuna.Trial(study, trial_id)
         trial.set_user_attr("worker", "bench")
         num_layers = trial.suggest_int("num_layers", 1, 4)
         trial.suggest_categorical("learning_rate", [1e-2, 1e-3, 1e-4])
@@ -103,14 +107,17 @@ def per_trial(url: str, n: int, algorithm: str, repeats: int) -> dict[str, list[
             trial.suggest_float(f"alpha_{i}", 0.05, 0.5, step=0.05)
             trial.suggest_float(f"dropout_{i}", 0.05, 0.5, step=0.05)
         t3 = time.perf_counter()
-        trial.report(0.5, 1)
-        trial.should_prune()
+        try:  # the objectives' per-epoch step: report, then ask the pruner
+            report_epoch(trial, 1, 0.5)
+        except optuna.TrialPruned:
+            pass
         t4 = time.perf_counter()
         trial.set_user_attr("train_loss", [0.5])
-        study._storage.get_trial(trial_id)
-        trial.set_user_attr("epochs", 1)
-        trial.set_user_attr("wall_time_s", 0.1)
-        study.tell(trial, 0.5)
+        with storage.state_checked(trial_id):  # the worker's check of the trial, then tell's
+            storage.get_trial(trial_id)
+            trial.set_user_attr("epochs", 1)
+            trial.set_user_attr("wall_time_s", 0.1)
+            study.tell(trial, 0.5)
         t5 = time.perf_counter()
         for k, a, b in (("count", t0, t1), ("claim", t1, t2), ("sample", t2, t3), ("report", t3, t4),
                         ("tell", t4, t5), ("total", t0, t5)):

@@ -18,9 +18,13 @@ or not at all when the worker queued it itself (its cache holds it as queued); f
 worker keeps it in memory with its own writes applied, and a read of it asks the storage only
 for the trial's row, for its state (one query instead of six): nobody else writes to a running
 trial but to end it (a stale-trial check, an operator), and that is what the state shows. A
-trial ended from outside is read in full again and its held writes are dropped. Optuna read the
-running trial in full at ``Trial()``, twice in ``tell`` and once more after it: on PostgreSQL
-those reads were 24 of a trial's 66 statements.
+trial ended from outside is read in full again and its held writes are dropped. Reads inside
+:meth:`WorkerStorage.state_checked` ask for the state once per block, or not at all after a
+transaction that checked it (the claim; an epoch's report, before the pruner's read), and a
+finished trial is not read again. Optuna read the running trial in full at ``Trial()``, twice in
+``tell`` and once more after it (and once per epoch for Hyperband's pruner): on PostgreSQL those
+reads were 24 of a trial's 66 statements. A claim is one transaction: the queue's listing, the
+WAITING -> RUNNING update and the trial's first heartbeat.
 
 What it changes for a trial killed before its first epoch: its parameters may not be in the
 storage; it is failed and retried like any other (the retry samples what is missing).
@@ -33,11 +37,12 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import sqlite3
 import threading
-from collections.abc import Container, Sequence
+from collections.abc import Container, Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -47,6 +52,7 @@ from optuna.storages._cached_storage import _CachedStorage
 from optuna.storages._rdb import models
 from optuna.storages._rdb.storage import _create_scoped_session
 from optuna.trial import FrozenTrial, TrialState
+import sqlalchemy
 from sqlalchemy.exc import IntegrityError
 
 from optmpp.storage import read_only_transactions
@@ -65,6 +71,7 @@ class WorkerStorage(_CachedStorage):
         self._study_ids: dict[str, int] = {}
         self._mine: dict[int, int] = {}  # trial id -> study id: trials this worker runs
         self._own: dict[int, FrozenTrial] = {}  # those of them read once, with this worker's writes
+        self._checked: dict[int, bool] = {}  # trial id -> state checked, inside ``state_checked``
         # Optuna's private write helpers; without them (another Optuna) writes go straight through
         self._batching = all(
             hasattr(backend, m)
@@ -84,33 +91,40 @@ class WorkerStorage(_CachedStorage):
         super().delete_study(study_id)
 
     # -- the trials this worker runs -------------------------------------------------------
-    def waiting_trial_ids(self, study_id: int) -> list[int]:
-        """The study's WAITING trials, oldest first: one query (a full read is seven)."""
-        with read_only_transactions(), _create_scoped_session(self._backend.scoped_session) as session:
-            rows = (session.query(models.TrialModel.trial_id)
-                    .filter(models.TrialModel.study_id == study_id,
-                            models.TrialModel.state == TrialState.WAITING)
-                    .order_by(models.TrialModel.number).all())
-        return [r[0] for r in rows]
+    def claim_next(self, study_id: int) -> int | None:
+        """Claim the study's oldest WAITING trial (WAITING -> RUNNING), in one transaction with
+        the listing of the queue and, with heartbeats, the trial's first heartbeat; None when the
+        queue is empty (or others took every trial of it first). The trial is this worker's from
+        then on.
 
-    def claim(self, study_id: int, trial_id: int) -> bool:
-        """WAITING -> RUNNING, atomically (False if another worker got there first); the trial
-        is this worker's from then on. Optuna's ``set_trial_state_values``, keeping the start
-        time it writes: when the queued trial is in this worker's cache (it queued it, or read it
-        since), that copy is the trial (Optuna writes a queued trial whole, at ``enqueue_trial``,
-        and nothing changes it until it is claimed), and the first read of it is not needed."""
-        if not self._batching:
-            return super().set_trial_state_values(trial_id, state=TrialState.RUNNING)
-        now = datetime.now()
+        Optuna's ``set_trial_state_values`` for each candidate, keeping the start time it
+        writes: when the queued trial is in this worker's cache (it queued it, or read it
+        since), that copy is the trial (Optuna writes a queued trial whole, at
+        ``enqueue_trial``, and nothing changes it until it is claimed), and the first read of it
+        is not needed."""
+        now = self._now()
         try:
             with _create_scoped_session(self._backend.scoped_session) as session:
-                row = self._running_row(session, trial_id, for_update=True)
-                if row.state != TrialState.WAITING:
-                    return False
-                row.state = TrialState.RUNNING
-                row.datetime_start = now
+                waiting = (session.query(models.TrialModel.trial_id)
+                           .filter(models.TrialModel.study_id == study_id,
+                                   models.TrialModel.state == TrialState.WAITING)
+                           .order_by(models.TrialModel.number).all())
+                for (trial_id,) in waiting:
+                    # locked, then read again: another worker may have claimed it since the listing
+                    row = models.TrialModel.find_or_raise_by_id(trial_id, session, for_update=True)
+                    if row.state == TrialState.WAITING:
+                        row.state, row.datetime_start = TrialState.RUNNING, now
+                        break
+                else:
+                    return None
+                if self._backend.get_heartbeat_interval():  # its first heartbeat, as Optuna's
+                    beat = models.TrialHeartbeatModel.where_trial_id(trial_id, session, True)
+                    if beat is None:
+                        session.add(models.TrialHeartbeatModel(trial_id=trial_id))
+                    else:
+                        beat.heartbeat = session.execute(sqlalchemy.func.now()).scalar()
         except IntegrityError:  # as Optuna's
-            return False
+            return None
         with self._lock:
             where = self._trial_id_to_study_id_and_number.get(trial_id)
             cached = self._studies[where[0]].trials.get(where[1]) if where else None
@@ -122,7 +136,29 @@ class WorkerStorage(_CachedStorage):
             if queued is not None:
                 queued.state, queued.datetime_start = TrialState.RUNNING, now
                 self._own[trial_id] = queued
-        return True
+        return trial_id
+
+    def _now(self) -> datetime:
+        """Now, as the storage keeps it (MySQL's DATETIME drops the microseconds), so that the
+        worker's copy of its trial holds the stored times."""
+        now = datetime.now()
+        return now.replace(microsecond=0) if self._backend.engine.name == "mysql" else now
+
+    @contextlib.contextmanager
+    def state_checked(self, trial_id: int, checked: bool = False) -> Iterator[None]:
+        """Inside, reads of this worker's trial ``trial_id`` ask the storage for its state once
+        (at the first read), or not at all when ``checked`` (the caller has just checked it in
+        a transaction, as :meth:`claim_next` does). For bookkeeping that reads the trial
+        several times within milliseconds: Optuna's ``Trial()`` right after the claim; the
+        worker's check at a trial's end, then ``tell``'s. The end of a trial checks the stored
+        state again, in its own transaction, whatever the reads saw."""
+        with self._pending_lock:
+            self._checked[trial_id] = checked
+        try:
+            yield
+        finally:
+            with self._pending_lock:
+                self._checked.pop(trial_id, None)
 
     def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
         trial_id = super().create_new_trial(study_id, template_trial)
@@ -300,7 +336,7 @@ class WorkerStorage(_CachedStorage):
         # the end of a trial: its held writes, values and state in one transaction (Optuna's
         # ``RDBStorage.set_trial_state_values``, with the held writes)
         pending = self._take(trial_id).get(trial_id)
-        now = datetime.now()
+        now = self._now()
         try:
             with _create_scoped_session(self._backend.scoped_session) as session:
                 trial = self._running_row(session, trial_id, for_update=True)
@@ -334,10 +370,14 @@ class WorkerStorage(_CachedStorage):
         with self._pending_lock:
             mine = trial_id in self._mine and self._batching
             own = copy.deepcopy(self._own.get(trial_id))
+            checked = self._checked.get(trial_id, False)
+        if own is not None and (checked or own.state.is_finished()):  # (finished: never changes again)
+            return own
         if own is not None:
             state, start, complete = self._stored_state(trial_id)
             if state == own.state:
                 own.datetime_start, own.datetime_complete = start, complete
+                self._mark_checked(trial_id)
                 return own
             # ended from outside (a stale-trial check, an operator): the storage's trial
             with self._pending_lock:
@@ -352,7 +392,13 @@ class WorkerStorage(_CachedStorage):
             with self._pending_lock:
                 if trial_id in self._mine:
                     self._own[trial_id] = copy.deepcopy(trial)
+            self._mark_checked(trial_id)
         return trial
+
+    def _mark_checked(self, trial_id: int) -> None:
+        with self._pending_lock:
+            if trial_id in self._checked:
+                self._checked[trial_id] = True
 
     def get_all_trials(
         self, study_id: int, deepcopy: bool = True, states: Container[TrialState] | None = None

@@ -161,13 +161,20 @@ def _share_trials(study: optuna.Study, trials: list[Any] | None) -> None:
         local.cached_all_trials = trials
 
 
-def epochs_used(study: optuna.Study) -> int:
-    """:func:`epochs_consumed` by the study's trials, read now. The trials read are left in
+def counts_and_epochs(study: optuna.Study) -> tuple[dict[str, int], int]:
+    """:func:`_counts` and :func:`epochs_consumed`, from one read of the study's trials (a
+    worker with an epoch budget needs both before each trial). The trials read are left in
     Optuna's per-trial cache for the sampler of the trial the worker claims next: it would read
     the same a few milliseconds later (one read of the study per trial, not two)."""
+    from optuna.trial import TrialState
+
     trials = study.get_trials(deepcopy=False)
     _share_trials(study, trials)
-    return epochs_consumed(trials)
+    counts = {s.name.lower(): 0 for s in TrialState}
+    for t in trials:
+        counts[t.state.name.lower()] += 1
+    counts["finished"] = counts["complete"] + counts["pruned"]
+    return counts, epochs_consumed(trials)
 
 
 def top_up_queue(study: optuna.Study, n_trials: int, ahead: int | None = None, schedule: Any = None) -> int:
@@ -308,14 +315,15 @@ class WorkerStats:
 class _Heartbeat:
     """Records a running trial's heartbeat every ``interval`` seconds in a thread."""
 
-    def __init__(self, storage: Any, trial_id: int, interval: int | None) -> None:
-        self._storage, self._trial_id, self._interval = storage, trial_id, interval
+    def __init__(self, storage: Any, trial_id: int, interval: int | None, beat_now: bool = True) -> None:
+        self._storage, self._trial_id, self._interval, self._beat_now = storage, trial_id, interval, beat_now
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
 
     def __enter__(self) -> _Heartbeat:
         if self._interval:
-            self._storage.record_heartbeat(self._trial_id)
+            if self._beat_now:  # (not when the claim recorded the first one)
+                self._storage.record_heartbeat(self._trial_id)
             self._thread = threading.Thread(target=self._run, daemon=True)
             self._thread.start()
         return self
@@ -379,22 +387,27 @@ def _pop_waiting(study: optuna.Study) -> int | None:
     from optuna.trial import TrialState
 
     storage = study._storage
-    if hasattr(storage, "claim"):  # a worker's storage: one query for the ids, the trial is its own
-        waiting = storage.waiting_trial_ids(study._study_id)
-        claim = lambda tid: storage.claim(study._study_id, tid)  # noqa: E731
-    else:
-        waiting = [t._trial_id for t in storage.get_all_trials(
-            study._study_id, deepcopy=False, states=(TrialState.WAITING,))]
-        claim = lambda tid: storage.set_trial_state_values(tid, state=TrialState.RUNNING)  # noqa: E731
+    if hasattr(storage, "claim_next"):  # a worker's storage: one transaction, the trial is its own
+        try:
+            return storage.claim_next(study._study_id)
+        except Exception:  # noqa: BLE001 - e.g. SQLite's "database is locked": none claimed now
+            return None
+    waiting = [t._trial_id for t in storage.get_all_trials(study._study_id, deepcopy=False, states=(TrialState.WAITING,))]
     for trial_id in waiting:
         try:
-            if claim(trial_id):
+            if storage.set_trial_state_values(trial_id, state=TrialState.RUNNING):
                 return trial_id
         except UpdateFinishedTrialError:
             continue
         except Exception:  # noqa: BLE001 - e.g. SQLite's "database is locked" on a lost race
             continue
     return None
+
+
+@contextlib.contextmanager
+def _state_checked(trial_id: int, checked: bool = False) -> Iterator[None]:
+    """:meth:`WorkerStorage.state_checked` for another storage: every read asks the storage."""
+    yield
 
 
 def _cause(exc: BaseException) -> str:
@@ -445,13 +458,17 @@ def _run_one(study: optuna.Study, trial_id: int, objective: Any, config: StudyCo
     import optuna
     from optuna.trial import TrialState
 
-    trial = optuna.Trial(study, trial_id)
+    state_checked = getattr(study._storage, "state_checked", _state_checked)
+    with state_checked(trial_id, checked=True):  # (just claimed)
+        trial = optuna.Trial(study, trial_id)
     value: float | None = None
     state = TrialState.COMPLETE
     error = ""
     t0 = time.perf_counter()
     interrupted: BaseException | None = None
-    with _Heartbeat(study._storage, trial_id, config.reliability.heartbeat_interval):
+    # a worker's storage (with heartbeats) recorded the first one in the claim's transaction
+    beat_now = not (hasattr(study._storage, "claim_next") and study._storage.get_heartbeat_interval())
+    with _Heartbeat(study._storage, trial_id, config.reliability.heartbeat_interval, beat_now):
         try:
             trial.set_user_attr("worker", worker)
             raw = objective(trial)
@@ -474,25 +491,26 @@ def _run_one(study: optuna.Study, trial_id: int, objective: Any, config: StudyCo
     wall = time.perf_counter() - t0
     epochs = 0
     try:
-        frozen = study._storage.get_trial(trial_id)
-        if frozen.state.is_finished():  # failed from outside (stale check, an operator): keep that
-            if interrupted is not None:
-                raise interrupted
-            return "fail", None, len(frozen.intermediate_values), (
-                f"the trial was marked {frozen.state.name} from outside while it ran" + (f" ({error})" if error else ""))
-        epochs = frozen.user_attrs.get("epochs")
-        if epochs is None:
-            epochs = len(frozen.intermediate_values)
-            trial.set_user_attr("epochs", epochs)
-        trial.set_user_attr("wall_time_s", round(wall, 4))
-        if error:
-            trial.set_user_attr("error", error[:2000])
-        if state == TrialState.PRUNED and cut is not None and cut.is_set():
-            trial.set_user_attr("stopped_by_budget", True)
-        if state == TrialState.COMPLETE:
-            study.tell(trial, value)
-        else:
-            study.tell(trial, state=state)
+        with state_checked(trial_id):  # one check of its stored state, for this read and tell's
+            frozen = study._storage.get_trial(trial_id)
+            if frozen.state.is_finished():  # failed from outside (stale check, an operator): keep that
+                if interrupted is not None:
+                    raise interrupted
+                return "fail", None, len(frozen.intermediate_values), (
+                    f"the trial was marked {frozen.state.name} from outside while it ran" + (f" ({error})" if error else ""))
+            epochs = frozen.user_attrs.get("epochs")
+            if epochs is None:
+                epochs = len(frozen.intermediate_values)
+                trial.set_user_attr("epochs", epochs)
+            trial.set_user_attr("wall_time_s", round(wall, 4))
+            if error:
+                trial.set_user_attr("error", error[:2000])
+            if state == TrialState.PRUNED and cut is not None and cut.is_set():
+                trial.set_user_attr("stopped_by_budget", True)
+            if state == TrialState.COMPLETE:
+                study.tell(trial, value)
+            else:
+                study.tell(trial, state=state)
     except Exception as exc:  # noqa: BLE001 - e.g. failed from outside as stale
         error = error or f"could not store the result: {describe_error(exc)}"
         state = TrialState.FAIL
@@ -594,16 +612,15 @@ def run_worker(
             stats.stop_reason = "the process that started this worker is gone"
             break
         try:
-            c = _counts(study)
+            _share_trials(study, None)  # (a trial that never reached `tell` left its read there)
+            # with an epoch budget, counted from the read of the study the epochs are counted from
+            c, used = (_counts(study), 0) if epoch_budget is None else counts_and_epochs(study)
             if c["finished"] >= n_trials:
                 stats.stop_reason = f"the study holds {c['finished']} finished trials (n_trials={n_trials})"
                 break
-            _share_trials(study, None)  # (a trial that never reached `tell` left its read there)
-            if epoch_budget is not None:
-                used = epochs_used(study)
-                if used >= epoch_budget:
-                    stats.stop_reason = f"the study's trials consumed {used} epochs (budget {epoch_budget})"
-                    break
+            if epoch_budget is not None and used >= epoch_budget:
+                stats.stop_reason = f"the study's trials consumed {used} epochs (budget {epoch_budget})"
+                break
             trial_id = _pop_waiting(study)
             if trial_id is None:
                 with study_lock(storage_url, config.name):

@@ -235,11 +235,11 @@ def test_a_trials_params_and_attributes_are_written_in_one_transaction(storage_u
 
 
 def test_a_budgeted_worker_reads_the_study_once_per_trial(sqlite_url: str) -> None:
-    """A worker with an epoch budget counts the epochs from one read of the study, which the
-    sampler of the trial it claims next reuses (TPE would read the same again)."""
+    """A worker with an epoch budget counts the trials and the epochs from one read of the
+    study, which the sampler of the trial it claims next reuses (TPE would read the same again)."""
     from optmpp.algorithms import make_sampler
     from optmpp.worker_storage import WorkerStorage
-    from optmpp.workers import _pop_waiting, epochs_used
+    from optmpp.workers import _pop_waiting, counts_and_epochs
 
     rdb = make_storage(sqlite_url, heartbeat_interval=None)
     optuna.create_study(study_name="once", storage=rdb)
@@ -254,7 +254,9 @@ def test_a_budgeted_worker_reads_the_study_once_per_trial(sqlite_url: str) -> No
     backend_reads = storage._backend._get_trials
     storage._backend._get_trials = lambda *a, **k: reads.append(1) or backend_reads(*a, **k)
     study.enqueue_trial({})
-    assert epochs_used(study) == 12 and len(reads) == 1
+    counts, epochs = counts_and_epochs(study)
+    assert epochs == 12 and len(reads) == 1
+    assert (counts["complete"], counts["waiting"], counts["finished"], counts["running"]) == (12, 1, 12, 0)
     trial = optuna.Trial(study, _pop_waiting(study))
     trial.suggest_int("units", 32, 512)
     trial.suggest_float("dropout", 0.05, 0.5)
@@ -269,9 +271,10 @@ def test_a_budgeted_worker_reads_the_study_once_per_trial(sqlite_url: str) -> No
 
 def test_a_worker_reads_its_own_running_trial_from_memory(storage_url: str) -> None:
     """A trial the worker claimed is read in full once; later reads ask the storage for its
-    state only and see the worker's held writes; its end (held writes, value, state) is one
-    commit, and what is stored equals the worker's copy. A trial ended from outside is seen
-    as ended, and its held writes are dropped (README, "Storage")."""
+    state only (once per ``state_checked`` block) and see the worker's held writes; its end
+    (held writes, value, state) is one commit, and what is stored equals the worker's copy,
+    which later reads return without a query. A trial ended from outside is seen as ended, and
+    its held writes are dropped (README, "Storage")."""
     from sqlalchemy import event
 
     from optmpp.worker_storage import WorkerStorage
@@ -302,12 +305,22 @@ def test_a_worker_reads_its_own_running_trial_from_memory(storage_url: str) -> N
     assert seen.user_attrs == {"worker": "w1", "epochs": 2} and seen.params == trial.params
     assert seen.intermediate_values == {1: 0.5, 2: 0.25} and seen.state == TrialState.RUNNING
     assert other.get_trial(trial._trial_id).user_attrs == {"worker": "w1"}  # "epochs" held
+    # inside state_checked, reads ask for the state once; none when the caller has checked it
+    for checked, expected in ((False, 1), (True, 0)):
+        statements.clear()
+        with study._storage.state_checked(trial._trial_id, checked=checked):
+            for _ in range(3):
+                assert study._storage.get_trial(trial._trial_id).user_attrs["epochs"] == 2
+        assert len([sql for sql in statements if sql != "COMMIT"]) == expected
     statements.clear()
     study.tell(trial, 0.25)
     writes = [i for i, sql in enumerate(statements) if sql.startswith(("INSERT", "UPDATE"))]
     assert len(writes) == 3 and "COMMIT" not in statements[writes[0]:writes[-1]]  # one transaction:
     assert "trial_user_attributes" in statements[writes[0]]  # held attribute, value and state
-    mine, stored = study._storage.get_trial(trial._trial_id), other.get_trial(trial._trial_id)
+    statements.clear()
+    mine = study._storage.get_trial(trial._trial_id)  # finished: read from memory, no query
+    assert statements == []
+    stored = other.get_trial(trial._trial_id)
     for field in ("state", "values", "params", "distributions", "user_attrs", "system_attrs",
                   "intermediate_values", "datetime_start", "datetime_complete", "number"):
         assert getattr(mine, field) == getattr(stored, field), field
@@ -331,3 +344,73 @@ def test_a_worker_reads_its_own_running_trial_from_memory(storage_url: str) -> N
     with pytest.raises(ValueError, match="Cannot tell a FAIL trial"):  # as Optuna's
         study.tell(trial, 0.5)
     assert "late" not in other.get_trial(trial._trial_id).user_attrs
+
+
+def test_a_claim_is_one_transaction_with_the_first_heartbeat(storage_url: str) -> None:
+    """A worker claims the oldest queued trial, with its first heartbeat, in one transaction;
+    two workers never get the same trial, and an empty queue gives None."""
+    from optuna.storages._rdb import models
+    from sqlalchemy import event
+
+    from optmpp.worker_storage import WorkerStorage
+    from optmpp.workers import _pop_waiting
+
+    rdb = make_storage(storage_url, heartbeat_interval=10)
+    optuna.create_study(study_name="claims", storage=rdb)
+    studies = [optuna.load_study(study_name="claims", storage=WorkerStorage(make_storage(storage_url, heartbeat_interval=10)))
+               for _ in range(2)]
+    for i in range(3):
+        studies[0].enqueue_trial({"x": i}, skip_if_exists=False)
+    commits: list[int] = []
+    event.listen(studies[1]._storage._backend.engine, "commit", lambda conn: commits.append(1))
+    first = _pop_waiting(studies[1])  # queued by the other worker: not in this one's cache
+    assert len(commits) == 1
+    second, third = _pop_waiting(studies[0]), _pop_waiting(studies[1])
+    assert _pop_waiting(studies[0]) is None and _pop_waiting(studies[1]) is None
+    stored = {t._trial_id: t for t in load(storage_url, "claims").trials}
+    assert [stored[t].system_attrs["fixed_params"]["x"] for t in (first, second, third)] == [0, 1, 2]  # oldest first
+    assert all(stored[t].state == TrialState.RUNNING for t in (first, second, third))
+    assert rdb._get_stale_trial_ids(studies[0]._study_id) == []  # each has a fresh heartbeat
+
+    with rdb.scoped_session() as session:
+        beats = {b.trial_id for b in session.query(models.TrialHeartbeatModel).all()}
+    assert beats == {first, second, third}
+    assert studies[1]._storage.get_trial(first).system_attrs["fixed_params"] == {"x": 0}  # read in full
+
+
+class _PrunesOnSystemAttr(optuna.pruners.BasePruner):
+    """Reads the trial's system attributes, as Optuna's Hyperband and successive halving do."""
+
+    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+        return bool(trial.system_attrs.get("stop"))
+
+
+def test_an_epochs_pruning_check_reads_nothing_after_its_report(storage_url: str) -> None:
+    """The objectives' per-epoch step (report, then ask the pruner) is one transaction on a
+    worker's storage: the report checks the trial is running, the pruner's read of the trial
+    comes from memory. A trial failed from outside still fails the next report."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from sqlalchemy import event
+
+    from optmpp.objectives.base import report_epoch
+    from optmpp.worker_storage import WorkerStorage
+    from optmpp.workers import _pop_waiting
+
+    rdb = make_storage(storage_url, heartbeat_interval=None)
+    optuna.create_study(study_name="epochs", storage=rdb)
+    study = optuna.load_study(study_name="epochs", storage=WorkerStorage(rdb),
+                              pruner=_PrunesOnSystemAttr())
+    study.enqueue_trial({})
+    trial = optuna.Trial(study, _pop_waiting(study))
+    trial.suggest_int("units", 32, 512)
+    commits: list[int] = []
+    event.listen(rdb.engine, "commit", lambda conn: commits.append(1))
+    for epoch in (1, 2, 3):
+        report_epoch(trial, epoch, 1.0 / epoch)
+    assert len(commits) == 3
+    study._storage.set_trial_system_attr(trial._trial_id, "stop", True)  # this worker's write: seen
+    with pytest.raises(optuna.TrialPruned):
+        report_epoch(trial, 4, 0.25)
+    make_storage(storage_url, heartbeat_interval=None).set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    with pytest.raises(UpdateFinishedTrialError):
+        report_epoch(trial, 5, 0.2)

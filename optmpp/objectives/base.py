@@ -124,9 +124,13 @@ def report_epoch(trial: optuna.Trial, epoch: int, val_loss: float) -> None:
 
     if not math.isfinite(val_loss):
         raise FloatingPointError(f"validation loss is {val_loss} at epoch {epoch}")
-    trial.report(val_loss, epoch)
-    if trial.should_prune():
-        raise optuna.TrialPruned(f"pruned after epoch {epoch} (val loss {val_loss:.5g})")
+    # a worker's storage: the report's transaction checks the trial is still running, so the
+    # pruning check's read of the trial need not ask the storage again
+    state_checked = getattr(getattr(trial, "storage", None), "state_checked", None)
+    with state_checked(trial._trial_id, checked=True) if state_checked else contextlib.nullcontext():
+        trial.report(val_loss, epoch)
+        if trial.should_prune():
+            raise optuna.TrialPruned(f"pruned after epoch {epoch} (val loss {val_loss:.5g})")
 
 
 # --------------------------------------------------------------------------------------
