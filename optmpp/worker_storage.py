@@ -418,3 +418,43 @@ class WorkerStorage(_CachedStorage):
                     for t in trials
                 ]
         return copy.deepcopy(trials) if deepcopy else trials
+
+
+def enqueue_waiting(storage: Any, study_id: int, n: int) -> list[int] | None:
+    """Queue ``n`` trials as ``n`` calls of ``study.enqueue_trial({})`` would (WAITING, system
+    attribute ``fixed_params = {}``, numbered in order), in one transaction of a few statements
+    instead of ``n`` transactions of six (on PostgreSQL, 300 trials took 1.2 s one by one).
+    The study's row is locked while the trials are numbered, as Optuna's own trial creation
+    does. Returns the new trials' ids, or None when ``storage`` is not an RDB storage (or
+    another Optuna's): the caller then queues them one by one."""
+    from optuna.storages._cached_storage import _StudyInfo
+    from optuna.trial import create_trial
+
+    backend = getattr(storage, "_backend", storage)
+    if not isinstance(backend, RDBStorage) or not hasattr(models.TrialModel, "count_past_trials"):
+        return None
+    if n <= 0:
+        return []
+    with _create_scoped_session(backend.scoped_session) as session:
+        models.StudyModel.find_or_raise_by_id(study_id, session, for_update=True)
+        count = session.query(sqlalchemy.func.count(models.TrialModel.trial_id)).filter(
+            models.TrialModel.study_id == study_id).scalar()
+        rows = [models.TrialModel(study_id=study_id, number=count + i, state=TrialState.WAITING) for i in range(n)]
+        session.add_all(rows)
+        session.flush()
+        for i, row in enumerate(sorted(rows, key=lambda r: r.trial_id)):  # numbers follow the ids
+            row.number = count + i
+        session.add_all([models.TrialSystemAttributeModel(trial_id=row.trial_id, key="fixed_params", value_json="{}")
+                         for row in rows])
+        created = [(row.trial_id, row.number) for row in rows]
+    if isinstance(storage, _CachedStorage):  # as its create_new_trial: the queued trials are known
+        trials = []
+        for trial_id, number in created:
+            trial = create_trial(state=TrialState.WAITING, system_attrs={"fixed_params": {}})
+            trial.number, trial._trial_id = number, trial_id
+            trials.append(trial)
+        with storage._lock:
+            study = storage._studies.setdefault(study_id, _StudyInfo())
+            storage._add_trials_to_cache(study_id, trials)
+            study.unfinished_trial_ids.update(trial_id for trial_id, _ in created)
+    return [trial_id for trial_id, _ in created]

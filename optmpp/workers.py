@@ -191,9 +191,14 @@ def top_up_queue(study: optuna.Study, n_trials: int, ahead: int | None = None, s
     need = n_trials - (c["finished"] + c["running"] + c["waiting"])
     if ahead is not None:
         need = min(need, ahead - c["waiting"])
-    for _ in range(max(0, need)):
+    from optmpp.worker_storage import enqueue_waiting
+
+    need = max(0, need)
+    if need > 1 and enqueue_waiting(study._storage, study._study_id, need) is not None:
+        return need  # (in one transaction)
+    for _ in range(need):
         study.enqueue_trial({})
-    return max(0, need)
+    return need
 
 
 def fail_stale(study: optuna.Study) -> None:
@@ -599,7 +604,7 @@ def run_worker(
         _BudgetWatch(study, cut, epoch_budget, start + timeout if cut_at_timeout and timeout else None).start()
     streak = 0
     max_streak = config.reliability.max_consecutive_failures
-    idle_start = 0.1 if schedule is not None else 0.5
+    idle_start = 0.1 if schedule is not None else 0.2
     idle_sleep = idle_start
     while True:
         if stop is not None and stop.is_set():
@@ -628,8 +633,9 @@ def run_worker(
                     added = top_up_queue(study, n_trials, queue_ahead, schedule)
                 if not added:
                     time.sleep(idle_sleep)  # others' trials are running; one may fail and be re-queued
-                    # synchronous Hyperband: the end of another worker's trial may open a round
-                    idle_sleep = min(0.25 if schedule is not None else 5.0, idle_sleep * 1.5)
+                    # synchronous Hyperband: the end of another worker's trial may open a round;
+                    # at most 1 s otherwise: at a study's end `run` waits for its idle workers
+                    idle_sleep = min(0.25 if schedule is not None else 1.0, idle_sleep * 1.5)
                 continue
         except StorageError:
             raise
@@ -854,8 +860,10 @@ def run_study(
         progress = Progress(n_trials, finished_at_start=_counts(study)["finished"],
                             epoch_budget=epoch_budget, label=progress_label, timeout=timeout)
     try:
-        while any(p.is_alive() for p in procs):
-            time.sleep(poll_s)
+        from multiprocessing.connection import wait
+
+        while alive := [p for p in procs if p.is_alive()]:
+            wait([p.sentinel for p in alive], timeout=poll_s)  # wakes at once when a worker exits
             try:
                 with study_lock(storage_url, config.name):
                     fail_stale(study)

@@ -414,3 +414,36 @@ def test_an_epochs_pruning_check_reads_nothing_after_its_report(storage_url: str
     make_storage(storage_url, heartbeat_interval=None).set_trial_state_values(trial._trial_id, TrialState.FAIL)
     with pytest.raises(UpdateFinishedTrialError):
         report_epoch(trial, 5, 0.2)
+
+
+def test_a_queue_is_filled_in_one_transaction_as_optuna_would_fill_it(storage_url: str) -> None:
+    """``enqueue_waiting`` queues n trials in one commit; they read back exactly as n calls of
+    ``enqueue_trial({})`` (state, number, attributes, params), a worker's cache knows them, and
+    numbering goes on after them; ``top_up_queue`` uses it."""
+    from sqlalchemy import event
+
+    from optmpp.worker_storage import WorkerStorage, enqueue_waiting
+    from optmpp.workers import _pop_waiting, top_up_queue
+
+    rdb = make_storage(storage_url, heartbeat_interval=None)
+    optuna.create_study(study_name="reference", storage=rdb)
+    reference = optuna.load_study(study_name="reference", storage=rdb)
+    for _ in range(5):
+        reference.enqueue_trial({})
+    optuna.create_study(study_name="bulk", storage=rdb)
+    study = optuna.load_study(study_name="bulk", storage=WorkerStorage(rdb))
+    study.enqueue_trial({"x": 1})  # one before: the numbering continues from it
+    commits: list[int] = []
+    event.listen(rdb.engine, "commit", lambda conn: commits.append(1))
+    ids = enqueue_waiting(study._storage, study._study_id, 4)
+    assert len(commits) == 1 and len(ids) == 4
+    assert [study._storage.get_trial(i).number for i in ids] == [1, 2, 3, 4]  # from the cache
+    study.enqueue_trial({})  # and after them
+    fields = ("state", "number", "params", "user_attrs", "system_attrs", "values", "intermediate_values",
+              "datetime_start", "datetime_complete")
+    fresh = load(storage_url, "bulk").trials
+    assert [t.number for t in fresh] == list(range(6))
+    for mine, theirs in zip(fresh[1:], load(storage_url, "reference").trials, strict=True):
+        assert all(getattr(mine, f) == getattr(theirs, f) for f in fields if f != "number"), mine
+    assert _pop_waiting(study) == fresh[0]._trial_id  # the queue's order: oldest first
+    assert top_up_queue(study, n_trials=10) == 4 and len(study.trials) == 10
