@@ -540,6 +540,7 @@ def run_worker(
     queue_ahead: int | None = None,
     parent_pid: int | None = None,
     cut_at_timeout: bool = False,
+    ready: Any = None,
 ) -> WorkerStats:
     """Run trials of the (prepared) study until it holds ``n_trials`` finished trials.
 
@@ -554,6 +555,10 @@ def run_worker(
     With an epoch budget (or ``cut_at_timeout`` and a timeout), trials still running when the
     budget is spent are stopped at their next reported epoch and recorded as PRUNED with the
     user attribute ``stopped_by_budget``, so that no study trains much past the budget.
+
+    ``ready`` (an event; ``run`` starts its workers while it prepares the study): the worker
+    sets up its objective (for Keras, TensorFlow's import), then waits for it before it opens
+    the study.
     """
     timeout = timeout if timeout is not None else config.timeout
     if queue_ahead is None and (epoch_budget is not None or timeout is not None):
@@ -576,6 +581,9 @@ def run_worker(
     # synchronous Hyperband continues promoted trials from checkpoints (at least at round ends)
     every = config.reliability.checkpoint_every if config.reliability.checkpoint_dir else 1_000_000_000
     enable_checkpoints(schedule.checkpoint_root if schedule is not None else config.reliability.checkpoint_dir, every)
+    while ready is not None and not ready.wait(0.5):  # the study is being prepared
+        if parent_pid is not None and os.getppid() != parent_pid:
+            return WorkerStats(stop_reason="the process that started this worker is gone")
     options = config.algorithm.options
     storage = _storage_for(config, storage_url)
     # Seeded by the study seed, the algorithm, the worker and the trials already stored:
@@ -766,6 +774,7 @@ def _worker_main(
     epoch_budget: int | None = None,
     queue_ahead: int | None = None,
     cut_at_timeout: bool = False,
+    ready: Any = None,
 ) -> None:
     """Entry point of a spawned worker process."""
     stop = threading.Event()
@@ -778,7 +787,7 @@ def _worker_main(
         stats = run_worker(
             config, storage_url, worker_index=index, n_trials=n_trials, timeout=timeout,
             threads=threads, log=_stderr, stop=stop, verbose=verbose, epoch_budget=epoch_budget,
-            queue_ahead=queue_ahead, parent_pid=os.getppid(), cut_at_timeout=cut_at_timeout,
+            queue_ahead=queue_ahead, parent_pid=os.getppid(), cut_at_timeout=cut_at_timeout, ready=ready,
         )
         queue.put((index, "ok", stats.stop_reason))
     except KeyboardInterrupt:
@@ -837,21 +846,32 @@ def run_study(
     t0 = time.monotonic()
     if queue_ahead is None and (epoch_budget is not None or timeout is not None):
         queue_ahead = workers  # n_trials is then a cap: do not queue thousands of trials up front
-    study, _ = prepare_study(config, storage_url, n_trials, log=log, ahead=queue_ahead, lookahead=epoch_budget is None)
-    log(f"starting {workers} worker process(es), {threads} thread(s) each")
+    # the workers start first: their set-up (imports, data, TensorFlow) overlaps the study's
+    # preparation, which they wait for
     ctx = multiprocessing.get_context("spawn")
-    queue = ctx.Queue()
+    queue, ready = ctx.Queue(), ctx.Event()
     with _thread_env(threads):
         procs = [
             ctx.Process(
                 target=_worker_main,
-                args=(config, storage_url, i, n_trials, timeout, threads, verbose_workers, queue, epoch_budget, queue_ahead, cut_at_timeout),
+                args=(config, storage_url, i, n_trials, timeout, threads, verbose_workers, queue, epoch_budget,
+                      queue_ahead, cut_at_timeout, ready),
                 name=f"optmpp-worker-{i}",
             )
             for i in range(workers)
         ]
         for p in procs:
             p.start()
+    try:
+        study, _ = prepare_study(config, storage_url, n_trials, log=log, ahead=queue_ahead, lookahead=epoch_budget is None)
+    except BaseException:
+        for p in procs:  # still setting up, or waiting: nothing of theirs is in the storage
+            p.terminate()
+        for p in procs:
+            p.join(timeout=30)
+        raise
+    ready.set()
+    log(f"started {workers} worker process(es), {threads} thread(s) each")
     reasons: list[str] = []
     progress = None
     if show_progress:

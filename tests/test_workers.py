@@ -95,6 +95,29 @@ def test_stored_direction_must_match(sqlite_url: str) -> None:
         prepare_study(toy_config(), sqlite_url, log=lambda m: None)
 
 
+def test_run_starts_its_workers_while_it_prepares_and_stops_them_if_that_fails(
+    sqlite_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`run` starts the worker processes before it prepares the study (they set up, then wait);
+    when the preparation fails they are stopped, and nothing was written by them."""
+    import multiprocessing
+
+    from optmpp import workers
+
+    alive_at_prepare = []
+
+    def spy(*args: object, **kwargs: object) -> object:
+        alive_at_prepare.append(len(multiprocessing.active_children()))
+        return prepare_study(*args, **kwargs)
+
+    monkeypatch.setattr(workers, "prepare_study", spy)
+    optuna.create_study(study_name="toy", storage=sqlite_url, direction="maximize")
+    with pytest.raises(ConfigError, match="stored study 'toy' .* is 'maximize'"):
+        run_study(toy_config(), sqlite_url, workers=2, log=lambda m: None, poll_s=0.2)
+    assert alive_at_prepare == [2] and multiprocessing.active_children() == []
+    assert load(sqlite_url).trials == []
+
+
 def test_failing_trials_are_recorded_and_a_streak_stops_the_worker(sqlite_url: str) -> None:
     cfg = toy_config(algorithm="random", n_trials=10, fail_above=-10.0)  # every trial fails
     prepare_study(cfg, sqlite_url, log=lambda m: None)
