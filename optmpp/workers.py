@@ -921,7 +921,20 @@ def run_study(
     for i, p in enumerate(procs):
         if p.exitcode not in (0, None):
             reasons.append(f"worker {i} exited with code {p.exitcode}")
-    return summarize_study(study, n_trials, time.monotonic() - t0, reasons)
+    summary = summarize_study(study, n_trials, time.monotonic() - t0, reasons)
+    if summary.counts["running"] == 0:  # no worker anywhere writes a checkpoint of this study now
+        _remove_empty_checkpoint_dirs(config)
+    return summary
+
+
+def _remove_empty_checkpoint_dirs(config: StudyConfig) -> None:
+    """Remove the study's checkpoint directories when no checkpoint is left in them (synchronous
+    Hyperband discards every checkpoint of a finished study; a trial that may resume keeps its own)."""
+    from optmpp.objectives.base import checkpoint_path
+
+    for root in {config.reliability.checkpoint_dir, SYNC_CHECKPOINT_DIR} - {None}:
+        with contextlib.suppress(OSError):  # not empty, or not there
+            checkpoint_path(root, config.name, 0).parent.rmdir()
 
 
 def snapshot(study: optuna.Study) -> tuple[dict[str, int], float | None, int]:

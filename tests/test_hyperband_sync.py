@@ -114,6 +114,7 @@ def test_two_workers_run_one_synchronous_iteration(storage_url: str, tmp_path: P
     assert summary.epochs == plan.epochs_per_iteration() == 75  # promoted trials resumed, not retrained
     assert len({t.user_attrs["worker"] for t in trials}) == 2
     assert not list((tmp_path / "ckpt").rglob("*.npz"))  # every checkpoint discarded by the end
+    assert list((tmp_path / "ckpt").iterdir()) == []  # and the study's empty directory removed
 
 
 def test_synchronous_settings_are_checked(tmp_path: Path) -> None:
