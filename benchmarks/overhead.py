@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import os
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -161,6 +162,15 @@ def pg_url() -> str | None:
         return None
 
 
+def drop_pg(url: str) -> None:
+    """Drop the benchmark's database (its workers' connections included)."""
+    import psycopg
+
+    name = url.rsplit("/", 1)[1]
+    with psycopg.connect("postgresql://postgres@127.0.0.1:5432/postgres", autocommit=True, connect_timeout=3) as c:
+        c.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--storages", default="sqlite,postgresql")
@@ -182,6 +192,15 @@ def main() -> None:
             urls[s] = f"sqlite:///{tmp}/overhead.db"
         elif s == "postgresql" and (u := pg_url()):
             urls[s] = u
+    try:
+        measure(args, urls)
+    finally:  # the benchmark's studies are not kept
+        shutil.rmtree(tmp, ignore_errors=True)
+        if "postgresql" in urls:
+            drop_pg(urls["postgresql"])
+
+
+def measure(args: argparse.Namespace, urls: dict[str, str]) -> None:
     print(f"# per-trial bookkeeping (ms): median / p90 over {args.repeats} trials; no training")
     print("| storage | stored trials | algorithm | count | claim | sample | report+prune | tell | total median | total p90 |")
     print("|---|---|---|---|---|---|---|---|---|---|")
