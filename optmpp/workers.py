@@ -16,6 +16,7 @@ finished (complete + pruned) trials, at the timeout, or after too many failures 
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import dataclasses
 import json
@@ -107,14 +108,18 @@ def _storage_for(config: StudyConfig, url: str) -> optuna.storages.RDBStorage:
 
 def _counts(study: optuna.Study) -> dict[str, int]:
     """Trials by state (and ``finished`` = complete + pruned): one COUNT query on an RDB."""
+    try:
+        return _tally(_count_rows(study))
+    except Exception:  # noqa: BLE001 - not an RDB storage, or Optuna's tables changed: read them all
+        return _tally(collections.Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False)))
+
+
+def _tally(by_state: dict[str, int]) -> dict[str, int]:
+    """Every state's count (0 if absent), and ``finished`` = complete + pruned."""
     from optuna.trial import TrialState
 
     counts = {s.name.lower(): 0 for s in TrialState}
-    try:
-        counts.update(_count_rows(study))
-    except Exception:  # noqa: BLE001 - not an RDB storage, or Optuna's tables changed: read them all
-        for t in study.get_trials(deepcopy=False):
-            counts[t.state.name.lower()] += 1
+    counts.update(by_state)
     counts["finished"] = counts["complete"] + counts["pruned"]
     return counts
 
@@ -166,15 +171,9 @@ def counts_and_epochs(study: optuna.Study) -> tuple[dict[str, int], int]:
     worker with an epoch budget needs both before each trial). The trials read are left in
     Optuna's per-trial cache for the sampler of the trial the worker claims next: it would read
     the same a few milliseconds later (one read of the study per trial, not two)."""
-    from optuna.trial import TrialState
-
     trials = study.get_trials(deepcopy=False)
     _share_trials(study, trials)
-    counts = {s.name.lower(): 0 for s in TrialState}
-    for t in trials:
-        counts[t.state.name.lower()] += 1
-    counts["finished"] = counts["complete"] + counts["pruned"]
-    return counts, epochs_consumed(trials)
+    return _tally(collections.Counter(t.state.name.lower() for t in trials)), epochs_consumed(trials)
 
 
 def top_up_queue(study: optuna.Study, n_trials: int, ahead: int | None = None, schedule: Any = None) -> int:
@@ -409,12 +408,6 @@ def _pop_waiting(study: optuna.Study) -> int | None:
     return None
 
 
-@contextlib.contextmanager
-def _state_checked(trial_id: int, checked: bool = False) -> Iterator[None]:
-    """:meth:`WorkerStorage.state_checked` for another storage: every read asks the storage."""
-    yield
-
-
 def _cause(exc: BaseException) -> str:
     """' (cause: ...)' naming the root cause when it differs (Optuna wraps 'database is locked')."""
     root, seen = exc, 0
@@ -463,7 +456,8 @@ def _run_one(study: optuna.Study, trial_id: int, objective: Any, config: StudyCo
     import optuna
     from optuna.trial import TrialState
 
-    state_checked = getattr(study._storage, "state_checked", _state_checked)
+    # (another storage: every read asks the storage)
+    state_checked = getattr(study._storage, "state_checked", lambda *a, **k: contextlib.nullcontext())
     with state_checked(trial_id, checked=True):  # (just claimed)
         trial = optuna.Trial(study, trial_id)
     value: float | None = None
