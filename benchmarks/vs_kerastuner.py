@@ -2,6 +2,7 @@
 
     make bench                                    # installs keras-tuner + tensorboard, runs this
     python benchmarks/vs_kerastuner.py --case mi --seeds 3
+    python benchmarks/vs_kerastuner.py --case mi --seeds 8 --first-seed 1000 --seed-step 1000 --workers 2  # independent draws
     python benchmarks/vs_kerastuner.py --case tg --seeds 1 --max-epochs 9
     python benchmarks/vs_kerastuner.py --case mi --random-trials 10 --random-epochs 9
     python benchmarks/vs_kerastuner.py --without-kerastuner 375 --workers 2 --hyperband-options '{"bootstrap_count": 2}'
@@ -27,6 +28,7 @@ keras-tuner imports tensorboard on every trial and TensorFlow 2.21 no longer ins
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import math
 import os
@@ -216,6 +218,10 @@ def main() -> None:
     ap.add_argument("--case", choices=sorted(CASES), default="mi")
     ap.add_argument("--seeds", type=int, default=3)
     ap.add_argument("--first-seed", type=int, default=0, help="seeds first-seed .. first-seed + seeds - 1")
+    ap.add_argument("--seed-step", type=int, default=1,
+                    help="seeds first-seed, first-seed + step, ...; KerasTuner seeds each value's draw with "
+                    "seed, seed + 1, ..., so nearby seeds re-draw the same configurations: a step of 1000 "
+                    "gives independent draws (kt_draws.py --families)")
     ap.add_argument("--max-epochs", type=int, default=27)
     ap.add_argument("--factor", type=int, default=3)
     ap.add_argument("--random-trials", type=int, default=0, help="also RandomSearch vs random with N trials")
@@ -252,11 +258,12 @@ def main() -> None:
     import_keras()
     objective = make_objective(CASES[args.case]["objective"], objective_options(args.case, args.max_epochs))
     tmp = Path(tempfile.mkdtemp(prefix="optmpp-vs-kt-"))
+    atexit.register(shutil.rmtree, tmp, True)  # the optmpp studies' database
     url = f"sqlite:///{tmp}/bench.db"
     print(f"# {CASES[args.case]['objective']}: max_epochs {args.max_epochs}, reduction factor {args.factor}, "
           f"batch {objective.options.batch_size}, {os.cpu_count()} cores, seeds {args.seeds}", flush=True)
     runs: list[dict[str, Any]] = []
-    for seed in range(args.first_seed, args.first_seed + args.seeds):
+    for seed in range(args.first_seed, args.first_seed + args.seeds * args.seed_step, args.seed_step):
         workers = [int(w) for w in args.workers.split(",") if w.strip() and int(w) > 0]  # 0: KerasTuner only
         plan = [] if args.without_kerastuner else [("kt", "hyperband", 1)]
         plan += [("optmpp", "hyperband", w) for w in workers]
