@@ -113,6 +113,9 @@ class HyperbandOptions:
         synchronous: run Hyperband's brackets synchronously, as KerasTuner does: a round's best
             continue from their checkpoints once the whole round is done
             (:mod:`optmpp.hyperband_sync`); false: Optuna's asynchronous HyperbandPruner.
+        warm_restart: (synchronous only; default true) a promoted configuration continues from
+            its best epoch's weights with a new optimiser, as KerasTuner continues it; false:
+            from its last epoch with the optimiser's state, as if it had never stopped.
     """
 
     min_resource: int = 1
@@ -120,11 +123,14 @@ class HyperbandOptions:
     reduction_factor: int = 3
     bootstrap_count: int = 0
     synchronous: bool = False
+    warm_restart: bool | None = None
 
     def __post_init__(self) -> None:
         _check_rungs(self.min_resource, self.reduction_factor, self.bootstrap_count)
         if self.synchronous and self.bootstrap_count:
             raise ValueError("bootstrap_count applies to the asynchronous pruner only (synchronous = false)")
+        if self.warm_restart is not None and not self.synchronous:
+            raise ValueError("warm_restart applies to synchronous Hyperband only (synchronous = true)")
         if self.max_resource is not None and self.max_resource < self.min_resource:
             raise ValueError(
                 f"max_resource ({self.max_resource}) must be >= min_resource ({self.min_resource})"
@@ -289,7 +295,8 @@ def make_schedule(
     from optmpp.hyperband_sync import SyncHyperband
 
     top = _sync_resources(name, o, max_budget)
-    return SyncHyperband(o.min_resource, top, o.reduction_factor, direction, checkpoint_root, lookahead)
+    return SyncHyperband(o.min_resource, top, o.reduction_factor, direction, checkpoint_root, lookahead,
+                         warm_restart=o.warm_restart is not False)
 
 
 def make_pruner(

@@ -16,12 +16,14 @@ study lock when it can run:
   (best validation value at any of its epochs) and continues from that trial's checkpoint.
 
 Every such trial carries the user attribute ``hyperband`` = ``{"key", "iteration", "bracket",
-"round", "slot", "epochs", "last", "root", "continues"}``: ``epochs`` is where the round ends (the
+"round", "slot", "epochs", "last", "root", "continues", "start", "restart"}``: ``epochs`` is where the round ends (the
 :func:`make_round_pruner`'s pruner stops the trial there, as PRUNED; the last round runs to the objective's
 maximum and is COMPLETE), ``continues`` the trial number it resumes, ``root`` the number of the
 configuration's round-0 trial (whose checkpoint file the chain shares and whose number seeds its
-training). An objective that keeps no checkpoint still works: a promoted trial then trains from
-scratch to the round's epochs.
+training), ``start`` the epochs the trial it continues ended at (0 for a new configuration) and
+``restart`` whether it continues KerasTuner's way (``warm_restart``, the default): from the best
+epoch's weights with a new optimiser, rather than from the last epoch's state. An objective that
+keeps no checkpoint still works: a promoted trial then trains from scratch to the round's epochs.
 
 Order of work: one Hyperband iteration is its brackets' round 0 (most aggressive bracket first),
 then their round 1, and so on, so a round's results are in long before the next round needs them
@@ -80,20 +82,22 @@ class Item:
     def key(self) -> str:
         return f"{self.iteration}/{self.bracket}/{self.round}/{self.slot}"
 
-    def attr(self, root: int | None, continues: int | None) -> dict[str, Any]:
+    def attr(self, root: int | None, continues: int | None, start: int = 0, restart: bool = False) -> dict[str, Any]:
         return {"key": self.key, "iteration": self.iteration, "bracket": self.bracket, "round": self.round,
-                "slot": self.slot, "epochs": self.epochs, "last": self.last, "root": root, "continues": continues}
+                "slot": self.slot, "epochs": self.epochs, "last": self.last, "root": root, "continues": continues,
+                "start": start, "restart": restart}
 
 
 class SyncHyperband:
     """The queue of a synchronous Hyperband study (call :meth:`top_up` under the study lock)."""
 
     def __init__(self, min_resource: int, max_resource: int, reduction_factor: int, direction: str,
-                 checkpoint_root: str | Path | None = None, lookahead: bool = True) -> None:
+                 checkpoint_root: str | Path | None = None, lookahead: bool = True, warm_restart: bool = True) -> None:
         self.plan = brackets(min_resource, max_resource, reduction_factor)
         self.minimize = direction == "minimize"
         self.checkpoint_root = Path(checkpoint_root) if checkpoint_root else None
         self.lookahead = lookahead
+        self.warm_restart = warm_restart
         self._study_name = "study"
 
     def items(self, iteration: int) -> Iterator[Item]:
@@ -165,7 +169,8 @@ class SyncHyperband:
                 else:
                     hb = source.user_attrs[ATTR]
                     root = hb.get("root") if hb.get("root") is not None else _origin(source)
-                    study.enqueue_trial(dict(source.params), user_attrs={ATTR: item.attr(root, source.number)})
+                    attr = item.attr(root, source.number, int(hb["epochs"]), self.warm_restart)
+                    study.enqueue_trial(dict(source.params), user_attrs={ATTR: attr})
                 added += 1
                 if added >= need:
                     return added

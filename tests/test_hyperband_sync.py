@@ -126,15 +126,18 @@ def test_synchronous_settings_are_checked(tmp_path: Path) -> None:
         make_pruner("hyperband", {"synchronous": True, "max_resource": 9}, 27)
     with pytest.raises(ConfigError, match="needs an objective with a maximum budget"):
         make_pruner("bohb", {"synchronous": True}, None)
+    with pytest.raises(ConfigError, match="warm_restart applies to synchronous Hyperband only"):
+        make_pruner("hyperband", {"warm_restart": True}, 27)
 
 
 def test_a_promoted_keras_trial_trains_exactly_as_one_uninterrupted_run(real_data: Path, tmp_path: Path) -> None:
-    """The melt-index DNN: a configuration promoted 1 -> 3 -> 9 epochs reports the same validation
-    losses as the same network trained 9 epochs in one go (weights, Adam state, seeds restored)."""
+    """The melt-index DNN with ``warm_restart = false``: a configuration promoted 1 -> 3 -> 9 epochs
+    reports the same validation losses as the same network trained 9 epochs in one go (weights,
+    Adam state, seeds restored)."""
     from optmpp.objectives import make_objective
 
     objective = {"name": "hdpe-mi-dnn", "max_epochs": 9, "batch_size": 64}
-    cfg = sync_config(tmp_path, name="sync-mi", objective=objective)
+    cfg = sync_config(tmp_path, name="sync-mi", objective=objective, algorithm={"warm_restart": False})
     url = f"sqlite:///{tmp_path}/mi.db"
     summary = run_study(cfg, url, workers=2, log=lambda m: None, poll_s=0.5)
     assert summary.counts["complete"] == 6 and summary.counts["fail"] == 0 and summary.epochs == 75
@@ -150,3 +153,44 @@ def test_a_promoted_keras_trial_trains_exactly_as_one_uninterrupted_run(real_dat
     # train with 1 thread, this process with more, which changes the order of sums)
     assert reported[:4] == pytest.approx(losses[:4], rel=2e-4)
     assert reported == pytest.approx(losses, rel=1e-2)
+
+
+def test_a_promoted_keras_trial_warm_restarts_from_its_best_epoch(real_data: Path, tmp_path: Path) -> None:
+    """The default (``warm_restart = true``), as KerasTuner continues a promoted configuration: the
+    round 1 -> 3 epochs of bracket 0 starts from the round-0 trial's best weights with a new Adam,
+    which is not what the uninterrupted run does at epoch 2."""
+    from optmpp.objectives import make_objective
+
+    objective = {"name": "hdpe-mi-dnn", "max_epochs": 9, "batch_size": 64}
+    cfg = sync_config(tmp_path, name="sync-wr", objective=objective)
+    url = f"sqlite:///{tmp_path}/wr.db"
+    summary = run_study(cfg, url, workers=2, log=lambda m: None, poll_s=0.5)
+    assert summary.counts["complete"] == 6 and summary.counts["fail"] == 0 and summary.epochs == 75
+    trials = optuna.load_study(study_name="sync-wr", storage=url).get_trials(deepcopy=False)
+    check_rounds(trials, 9)
+    promoted = [t for t in trials if t.user_attrs[ATTR]["continues"] is not None]
+    assert promoted and all(t.user_attrs[ATTR]["restart"] for t in promoted)
+    by_number = {t.number: t for t in trials}
+    assert all(t.user_attrs[ATTR]["start"] == by_number[t.user_attrs[ATTR]["continues"]].user_attrs[ATTR]["epochs"]
+               for t in promoted)
+    second = next(t for t in promoted if t.user_attrs[ATTR]["bracket"] == 0 and t.user_attrs[ATTR]["round"] == 1)
+    obj = make_objective("hdpe-mi-dnn", {"max_epochs": 9, "batch_size": 64})
+    trainer, seed = obj._trainer("tune"), obj.options.seed + second.user_attrs[ATTR]["root"]
+    # the uninterrupted run, and the warm restart rebuilt from its first epoch
+    straight: list[float] = []
+    trainer.train(obj.fast_net(second.params), 3, seed, lambda e, tr, va: straight.append(va))
+    net = obj.fast_net(second.params)
+    first: list[float] = []
+    trainer.train(net, 1, seed, lambda e, tr, va: first.append(va))
+    arrays = {}
+    for i, w in enumerate(net.weights):  # after one epoch the best weights are the last ones
+        arrays.update({f"w{i}": w * 0, f"bw{i}": w, f"m{i}": w * 0 + 1, f"v{i}": w * 0 + 1})
+    meta = {"t": 41.0, "train_loss": [0.0], "val_loss": first, "best_epoch": 1, "best_val": first[0], "epochs": 1}
+    restarted: list[float] = []
+    trainer.train(obj.fast_net(second.params), 3, seed, lambda e, tr, va: restarted.append(va),
+                  resume=(meta, arrays), restart=True)
+    reported = [second.intermediate_values[e] for e in (1, 2, 3)]
+    assert reported[0] == pytest.approx(straight[0], rel=2e-4)
+    # epochs 2-3 follow the warm restart (best weights, new Adam), not the uninterrupted run
+    assert reported[1:] == pytest.approx(restarted, rel=2e-4)
+    assert abs(reported[1] - straight[1]) > 1e-3 * abs(straight[1])

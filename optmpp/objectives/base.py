@@ -50,6 +50,7 @@ __all__ = [
     "resume",
     "scaled_and_unit_metrics",
     "trial_checkpoint",
+    "warm_restart",
 ]
 
 T = TypeVar("T")
@@ -263,6 +264,15 @@ def resume(trial: Any, params: dict[str, Any] | None = None) -> tuple[int, Check
     if saved is not None:
         replay_reports(trial, saved[0]["val_loss"])
     return origin, checkpoint, saved
+
+
+def warm_restart(trial: Any, saved: Any) -> bool:
+    """Whether the state ``saved`` (from :func:`resume`) should be continued KerasTuner's way:
+    ``trial`` is a synchronous-Hyperband promotion with ``warm_restart`` on, and ``saved`` is
+    the state its round starts from (a retry that saved epochs of the round itself continues
+    exactly). The objective then starts from the saved best epoch's weights with a new optimiser."""
+    hb = _hyperband_round(trial)
+    return bool(hb and hb.get("restart") and saved is not None and int(saved[0]["epochs"]) == int(hb.get("start") or 0) > 0)
 
 
 def end_checkpoint(trial: Any, checkpoint: Checkpoint | None, epochs_done: int) -> None:

@@ -294,6 +294,7 @@ class FastTrainer:
         restore_best: bool = False,
         checkpoint: Any = None,
         resume: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None,
+        restart: bool = False,
     ) -> dict[str, Any]:
         """Initialise ``net`` from ``seed`` and train it for up to ``epochs`` epochs.
 
@@ -306,7 +307,9 @@ class FastTrainer:
         state (weights, batch-norm statistics, Adam moments and step, best weights, histories) is
         saved after each epoch it says is due, before ``on_epoch``; ``resume`` (a loaded checkpoint)
         continues from it. Shuffling and dropout are seeded by (seed, epoch), so a resumed run
-        trains exactly as an uninterrupted one.
+        trains exactly as an uninterrupted one. With ``restart`` it continues as KerasTuner
+        continues a promoted configuration instead: from the saved best epoch's weights, with a
+        new Adam (moments and step count reset).
         """
         tf = self.tf
         net.init(self.input_shape, seed)
@@ -332,6 +335,10 @@ class FastTrainer:
             weights, state, m, v = group("w", nw), group("s", ns), group("m", nw), group("v", nw)
             best = (group("bw", nw), group("bs", ns))
             t = tf.constant(float(meta["t"]))
+            if restart:
+                weights, state = best
+                m, v = [tf.zeros_like(w) for w in weights], [tf.zeros_like(w) for w in weights]
+                t = tf.constant(0.0)
             for k in ("train_loss", "val_loss", "best_epoch", "best_val", "epochs"):
                 history[k] = meta[k]
             history["resumed_from"] = int(meta["epochs"])

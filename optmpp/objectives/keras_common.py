@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from optmpp.objectives.base import end_checkpoint, report_epoch, resume
+from optmpp.objectives.base import end_checkpoint, report_epoch, resume, warm_restart
 
 if TYPE_CHECKING:
     import optuna
@@ -227,7 +227,7 @@ class KerasRegressionObjective:
         try:
             result = self._trainer("tune").train(
                 net, self.options.max_epochs, self.options.seed + origin, on_epoch, self.options.restore_best,
-                checkpoint=checkpoint, resume=saved,
+                checkpoint=checkpoint, resume=saved, restart=warm_restart(trial, saved),
             )
         finally:
             trial.set_user_attr("epochs", epochs_done)
