@@ -113,8 +113,8 @@ class HyperbandOptions:
         synchronous: run Hyperband's brackets synchronously, as KerasTuner does: a round's best
             continue from their checkpoints once the whole round is done
             (:mod:`optmpp.hyperband_sync`); false: Optuna's asynchronous HyperbandPruner.
-        warm_restart: (synchronous only; default true) a promoted configuration continues from
-            its best epoch's weights with a new optimiser, as KerasTuner continues it; false:
+        warm_restart: (synchronous only) true: a promoted configuration continues from its best
+            epoch's weights with a new optimiser, as KerasTuner continues it; false (default):
             from its last epoch with the optimiser's state, as if it had never stopped.
     """
 
@@ -296,7 +296,7 @@ def make_schedule(
 
     top = _sync_resources(name, o, max_budget)
     return SyncHyperband(o.min_resource, top, o.reduction_factor, direction, checkpoint_root, lookahead,
-                         warm_restart=o.warm_restart is not False)
+                         warm_restart=bool(o.warm_restart))
 
 
 def make_pruner(

@@ -21,8 +21,8 @@ Every such trial carries the user attribute ``hyperband`` = ``{"key", "iteration
 maximum and is COMPLETE), ``continues`` the trial number it resumes, ``root`` the number of the
 configuration's round-0 trial (whose checkpoint file the chain shares and whose number seeds its
 training), ``start`` the epochs the trial it continues ended at (0 for a new configuration) and
-``restart`` whether it continues KerasTuner's way (``warm_restart``, the default): from the best
-epoch's weights with a new optimiser, rather than from the last epoch's state. An objective that
+``restart`` whether it continues KerasTuner's way (``warm_restart = true``): from the best
+epoch's weights with a new optimiser, rather than from the last epoch's state (the default). An objective that
 keeps no checkpoint still works: a promoted trial then trains from scratch to the round's epochs.
 
 Order of work: one Hyperband iteration is its brackets' round 0 (most aggressive bracket first),
@@ -92,7 +92,7 @@ class SyncHyperband:
     """The queue of a synchronous Hyperband study (call :meth:`top_up` under the study lock)."""
 
     def __init__(self, min_resource: int, max_resource: int, reduction_factor: int, direction: str,
-                 checkpoint_root: str | Path | None = None, lookahead: bool = True, warm_restart: bool = True) -> None:
+                 checkpoint_root: str | Path | None = None, lookahead: bool = True, warm_restart: bool = False) -> None:
         self.plan = brackets(min_resource, max_resource, reduction_factor)
         self.minimize = direction == "minimize"
         self.checkpoint_root = Path(checkpoint_root) if checkpoint_root else None

@@ -131,13 +131,13 @@ def test_synchronous_settings_are_checked(tmp_path: Path) -> None:
 
 
 def test_a_promoted_keras_trial_trains_exactly_as_one_uninterrupted_run(real_data: Path, tmp_path: Path) -> None:
-    """The melt-index DNN with ``warm_restart = false``: a configuration promoted 1 -> 3 -> 9 epochs
+    """The melt-index DNN (``warm_restart = false``, the default): a configuration promoted 1 -> 3 -> 9 epochs
     reports the same validation losses as the same network trained 9 epochs in one go (weights,
     Adam state, seeds restored)."""
     from optmpp.objectives import make_objective
 
     objective = {"name": "hdpe-mi-dnn", "max_epochs": 9, "batch_size": 64}
-    cfg = sync_config(tmp_path, name="sync-mi", objective=objective, algorithm={"warm_restart": False})
+    cfg = sync_config(tmp_path, name="sync-mi", objective=objective)
     url = f"sqlite:///{tmp_path}/mi.db"
     summary = run_study(cfg, url, workers=2, log=lambda m: None, poll_s=0.5)
     assert summary.counts["complete"] == 6 and summary.counts["fail"] == 0 and summary.epochs == 75
@@ -156,13 +156,13 @@ def test_a_promoted_keras_trial_trains_exactly_as_one_uninterrupted_run(real_dat
 
 
 def test_a_promoted_keras_trial_warm_restarts_from_its_best_epoch(real_data: Path, tmp_path: Path) -> None:
-    """The default (``warm_restart = true``), as KerasTuner continues a promoted configuration: the
+    """``warm_restart = true``, as KerasTuner continues a promoted configuration: the
     round 1 -> 3 epochs of bracket 0 starts from the round-0 trial's best weights with a new Adam,
     which is not what the uninterrupted run does at epoch 2."""
     from optmpp.objectives import make_objective
 
     objective = {"name": "hdpe-mi-dnn", "max_epochs": 9, "batch_size": 64}
-    cfg = sync_config(tmp_path, name="sync-wr", objective=objective)
+    cfg = sync_config(tmp_path, name="sync-wr", objective=objective, algorithm={"warm_restart": True})
     url = f"sqlite:///{tmp_path}/wr.db"
     summary = run_study(cfg, url, workers=2, log=lambda m: None, poll_s=0.5)
     assert summary.counts["complete"] == 6 and summary.counts["fail"] == 0 and summary.epochs == 75
