@@ -123,13 +123,13 @@ class HyperbandOptions:
     reduction_factor: int = 3
     bootstrap_count: int = 0
     synchronous: bool = False
-    warm_restart: bool | None = None
+    warm_restart: bool = False
 
     def __post_init__(self) -> None:
         _check_rungs(self.min_resource, self.reduction_factor, self.bootstrap_count)
         if self.synchronous and self.bootstrap_count:
             raise ValueError("bootstrap_count applies to the asynchronous pruner only (synchronous = false)")
-        if self.warm_restart is not None and not self.synchronous:
+        if self.warm_restart and not self.synchronous:
             raise ValueError("warm_restart applies to synchronous Hyperband only (synchronous = true)")
         if self.max_resource is not None and self.max_resource < self.min_resource:
             raise ValueError(
@@ -296,7 +296,7 @@ def make_schedule(
 
     top = _sync_resources(name, o, max_budget)
     return SyncHyperband(o.min_resource, top, o.reduction_factor, direction, checkpoint_root, lookahead,
-                         warm_restart=bool(o.warm_restart))
+                         warm_restart=o.warm_restart)
 
 
 def make_pruner(

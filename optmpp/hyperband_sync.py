@@ -16,14 +16,15 @@ study lock when it can run:
   (best validation value at any of its epochs) and continues from that trial's checkpoint.
 
 Every such trial carries the user attribute ``hyperband`` = ``{"key", "iteration", "bracket",
-"round", "slot", "epochs", "last", "root", "continues", "start", "restart"}``: ``epochs`` is where the round ends (the
-:func:`make_round_pruner`'s pruner stops the trial there, as PRUNED; the last round runs to the objective's
-maximum and is COMPLETE), ``continues`` the trial number it resumes, ``root`` the number of the
-configuration's round-0 trial (whose checkpoint file the chain shares and whose number seeds its
-training), ``start`` the epochs the trial it continues ended at (0 for a new configuration) and
-``restart`` whether it continues KerasTuner's way (``warm_restart = true``): from the best
-epoch's weights with a new optimiser, rather than from the last epoch's state (the default). An objective that
-keeps no checkpoint still works: a promoted trial then trains from scratch to the round's epochs.
+"round", "slot", "epochs", "last", "root", "continues", "start", "restart"}``: ``epochs`` is where
+the round ends (the :func:`make_round_pruner`'s pruner stops the trial there, as PRUNED; the last
+round runs to the objective's maximum and is COMPLETE), ``continues`` the trial number it resumes,
+``root`` the number of the configuration's round-0 trial (whose checkpoint file the chain shares
+and whose number seeds its training), ``start`` the epochs the trial it continues ended at (0 for
+a new configuration) and ``restart`` whether it continues KerasTuner's way (``warm_restart =
+true``): from the best epoch's weights with a new optimiser, rather than from the last epoch's
+state (the default). An objective that keeps no checkpoint still works: a promoted trial then
+trains from scratch to the round's epochs.
 
 Order of work: one Hyperband iteration is its brackets' round 0 (most aggressive bracket first),
 then their round 1, and so on, so a round's results are in long before the next round needs them

@@ -272,7 +272,7 @@ def warm_restart(trial: Any, saved: Any) -> bool:
     the state its round starts from (a retry that saved epochs of the round itself continues
     exactly). The objective then starts from the saved best epoch's weights with a new optimiser."""
     hb = _hyperband_round(trial)
-    return bool(hb and hb.get("restart") and saved is not None and int(saved[0]["epochs"]) == int(hb.get("start") or 0) > 0)
+    return bool(hb and hb.get("restart") and saved is not None and int(saved[0]["epochs"]) == int(hb["start"]))
 
 
 def end_checkpoint(trial: Any, checkpoint: Checkpoint | None, epochs_done: int) -> None:
