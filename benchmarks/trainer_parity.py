@@ -1,0 +1,119 @@
+"""Does optmpp's fast trainer train the melt-index DNN as Keras ``fit`` does? A paired test.
+
+    python benchmarks/trainer_parity.py                         # 120 configurations, 9 epochs
+    python benchmarks/trainer_parity.py --configs 40 --epochs 3 --seed 7
+
+For each of ``--configs`` random configurations of the paper's space (Optuna's random sampler,
+``--seed``), one Keras model is built with ``keras.utils.set_random_seed`` fixed, and from
+*the same initial weights* it is trained twice on the objective's training split, batch 64:
+
+* by Keras ``fit`` (what KerasTuner runs: shuffled mini-batches, Adam, the loss ``fit``
+  reports on ``validation_data``);
+* by optmpp's ``FastTrainer`` (one traced TensorFlow function per network depth).
+
+The two runs differ only in their random streams (batch order, dropout masks), so if the
+trainers are the same procedure, the log ratio of their validation losses has mean 0 at every
+epoch. Printed per epoch: the geometric mean of fast / Keras with a 95 % interval (t on the
+log ratios), the median ratio, and how often the fast trainer is lower; the same for the best
+epoch so far (what Hyperband ranks and what its "best validation loss" is), and the two
+trainers' median losses. Hyperband's promotions are decided at 1, 3 and 9 epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+
+def t95(n: int) -> float:
+    """Two-sided 95 % t quantile (n - 1 degrees of freedom), without scipy."""
+    table = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23,
+             15: 2.13, 20: 2.09, 30: 2.04, 60: 2.00}
+    df = max(1, n - 1)
+    return next((v for k, v in sorted(table.items()) if df <= k), 1.96)
+
+
+def summary(ratios: list[float]) -> str:
+    logs = [math.log(r) for r in ratios if r > 0 and math.isfinite(r)]
+    n = len(logs)
+    mean = statistics.fmean(logs)
+    half = t95(n) * statistics.stdev(logs) / math.sqrt(n) if n > 1 else math.inf
+    lower = sum(1 for x in logs if x < 0)
+    return (f"{math.exp(mean):.3f} [{math.exp(mean - half):.3f}, {math.exp(mean + half):.3f}] | "
+            f"{statistics.median(ratios):.3f} | {lower} of {n}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--configs", type=int, default=120)
+    ap.add_argument("--epochs", type=int, default=9)
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+
+    import optuna
+
+    from optmpp.objectives import make_objective
+    from optmpp.objectives.keras_common import import_keras
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    keras = import_keras()
+    objective = make_objective("hdpe-mi-dnn", {"max_epochs": args.epochs, "batch_size": 64})
+    tr, va = objective.split["train"], objective.split["val"]
+    x, y, xv, yv = objective.inputs[tr], objective.y[tr], objective.inputs[va], objective.y[va]
+    trainer = objective._trainer("tune")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=args.seed))
+    print(f"# hdpe-mi-dnn, {args.configs} random configurations (seed {args.seed}), {args.epochs} epochs, "
+          f"batch 64, {len(tr)} training / {len(va)} validation rows", flush=True)
+    fast_val: list[list[float]] = []
+    keras_val: list[list[float]] = []
+    seconds = {"keras": 0.0, "fast": 0.0}
+    for k in range(args.configs):
+        params = objective.suggest(study.ask())
+        keras.backend.clear_session(free_memory=False)
+        keras.utils.set_random_seed(args.seed * 100_003 + k)
+        model = objective.build(params)
+        initial = [np.asarray(w, np.float32) for w in model.get_weights()]
+        t0 = time.perf_counter()
+        hist = model.fit(x, y, validation_data=(xv, yv), epochs=args.epochs, batch_size=64, verbose=0)
+        seconds["keras"] += time.perf_counter() - t0
+        net = objective.fast_net(params)
+        arrays: dict[str, np.ndarray] = {}
+        for i, w in enumerate(initial):
+            arrays.update({f"w{i}": w, f"bw{i}": w, f"m{i}": np.zeros_like(w), f"v{i}": np.zeros_like(w)})
+        meta = {"t": 0.0, "train_loss": [], "val_loss": [], "best_epoch": 0, "best_val": math.inf, "epochs": 0}
+        t0 = time.perf_counter()
+        fast = trainer.train(net, args.epochs, args.seed * 100_003 + k, resume=(meta, arrays))
+        seconds["fast"] += time.perf_counter() - t0
+        keras_val.append([float(v) for v in hist.history["val_loss"]])
+        fast_val.append([float(v) for v in fast["val_loss"]])
+        if (k + 1) % 10 == 0:
+            print(f"# {k + 1} configurations: {seconds['keras']:.0f} s in fit, {seconds['fast']:.0f} s in the fast "
+                  "trainer", flush=True)
+
+    print("\n| epoch | fast / Keras, geometric mean [95 %] | median ratio | fast lower | "
+          "best so far: fast / Keras [95 %] | median | fast lower | median loss, Keras / fast (last epoch) "
+          "| median best so far, Keras / fast |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for e in range(args.epochs):
+        last = [f[e] / kv[e] for f, kv in zip(fast_val, keras_val)]
+        best_f = [min(f[: e + 1]) for f in fast_val]
+        best_k = [min(kv[: e + 1]) for kv in keras_val]
+        print(f"| {e + 1} | {summary(last)} | {summary([a / b for a, b in zip(best_f, best_k)])} | "
+              f"{statistics.median(kv[e] for kv in keras_val):.5f} / {statistics.median(f[e] for f in fast_val):.5f} | "
+              f"{statistics.median(best_k):.5f} / {statistics.median(best_f):.5f} |")
+    print(f"\n# time: {seconds['keras']:.1f} s in Keras fit, {seconds['fast']:.1f} s in the fast trainer "
+          f"({trainer.traces} traces)")
+
+
+if __name__ == "__main__":
+    main()
