@@ -2,6 +2,7 @@
 
     python benchmarks/trainer_parity.py                         # 120 configurations, 9 epochs
     python benchmarks/trainer_parity.py --configs 40 --epochs 3 --seed 7
+    python benchmarks/trainer_parity.py --warm-start 3 --epochs 6    # continuing, as KerasTuner promotes
 
 For each of ``--configs`` random configurations of the paper's space (Optuna's random sampler,
 ``--seed``), one Keras model is built with ``keras.utils.set_random_seed`` fixed, and from
@@ -11,17 +12,24 @@ For each of ``--configs`` random configurations of the paper's space (Optuna's r
   reports on ``validation_data``);
 * by optmpp's ``FastTrainer`` (one traced TensorFlow function per network depth).
 
+With ``--warm-start K`` both continue a configuration as KerasTuner's Hyperband continues a
+promoted one: the model is first trained by ``fit`` for K epochs, and both trainers start from
+the weights of its best epoch with a new Adam (KerasTuner rebuilds the model, loads that
+checkpoint and calls ``fit(initial_epoch=K)``), then train ``--epochs`` more epochs.
+
 The two runs differ only in their random streams (batch order, dropout masks), so if the
 trainers are the same procedure, the log ratio of their validation losses has mean 0 at every
 epoch. Printed per epoch: the geometric mean of fast / Keras with a 95 % interval (t on the
 log ratios), the median ratio, and how often the fast trainer is lower; the same for the best
 epoch so far (what Hyperband ranks and what its "best validation loss" is), and the two
-trainers' median losses. Hyperband's promotions are decided at 1, 3 and 9 epochs.
+trainers' median losses; then the same for the best quarter of the configurations (ranked by
+the two trainers' mean best loss), the ones a search keeps. Hyperband's promotions are decided at 1, 3 and 9 epochs.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import math
 import statistics
 import sys
@@ -58,6 +66,9 @@ def main() -> None:
     ap.add_argument("--configs", type=int, default=120)
     ap.add_argument("--epochs", type=int, default=9)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", help="write every configuration's parameters and both loss curves to this file")
+    ap.add_argument("--warm-start", type=int, default=0, metavar="K",
+                    help="first train K epochs with fit; both trainers continue from its best epoch's weights")
     args = ap.parse_args()
 
     import optuna
@@ -67,21 +78,42 @@ def main() -> None:
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     keras = import_keras()
+
+    class BestWeights(keras.callbacks.Callback):
+        """The weights of the epoch with the lowest validation loss (KerasTuner's SaveBestEpoch)."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.best, self.weights = math.inf, None
+
+        def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
+            if float(logs["val_loss"]) < self.best:
+                self.best, self.weights = float(logs["val_loss"]), self.model.get_weights()
     objective = make_objective("hdpe-mi-dnn", {"max_epochs": args.epochs, "batch_size": 64})
     tr, va = objective.split["train"], objective.split["val"]
     x, y, xv, yv = objective.inputs[tr], objective.y[tr], objective.inputs[va], objective.y[va]
     trainer = objective._trainer("tune")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=args.seed))
     print(f"# hdpe-mi-dnn, {args.configs} random configurations (seed {args.seed}), {args.epochs} epochs, "
-          f"batch 64, {len(tr)} training / {len(va)} validation rows", flush=True)
+          f"batch 64, {len(tr)} training / {len(va)} validation rows"
+          + (f", both continuing from the best of {args.warm_start} epochs of fit" if args.warm_start else ""),
+          flush=True)
     fast_val: list[list[float]] = []
+    all_params: list[dict[str, Any]] = []
     keras_val: list[list[float]] = []
     seconds = {"keras": 0.0, "fast": 0.0}
     for k in range(args.configs):
         params = objective.suggest(study.ask())
+        all_params.append(params)
         keras.backend.clear_session(free_memory=False)
         keras.utils.set_random_seed(args.seed * 100_003 + k)
         model = objective.build(params)
+        if args.warm_start:
+            first = model.fit(x, y, validation_data=(xv, yv), epochs=args.warm_start, batch_size=64, verbose=0,
+                              callbacks=[best_weights := BestWeights()])
+            model = objective.build(params)  # a new model and a new Adam, as KerasTuner rebuilds it
+            model.set_weights(best_weights.weights)
+            del first
         initial = [np.asarray(w, np.float32) for w in model.get_weights()]
         t0 = time.perf_counter()
         hist = model.fit(x, y, validation_data=(xv, yv), epochs=args.epochs, batch_size=64, verbose=0)
@@ -108,9 +140,32 @@ def main() -> None:
         last = [f[e] / kv[e] for f, kv in zip(fast_val, keras_val)]
         best_f = [min(f[: e + 1]) for f in fast_val]
         best_k = [min(kv[: e + 1]) for kv in keras_val]
-        print(f"| {e + 1} | {summary(last)} | {summary([a / b for a, b in zip(best_f, best_k)])} | "
+        print(f"| {args.warm_start + e + 1} | {summary(last)} | {summary([a / b for a, b in zip(best_f, best_k)])} | "
               f"{statistics.median(kv[e] for kv in keras_val):.5f} / {statistics.median(f[e] for f in fast_val):.5f} | "
               f"{statistics.median(best_k):.5f} / {statistics.median(best_f):.5f} |")
+    # the configurations a search keeps: the best quarter by the two trainers' mean best loss (the
+    # mean, so that the choice favours neither trainer)
+    final_f = [min(f) for f in fast_val]
+    final_k = [min(kv) for kv in keras_val]
+    order = sorted(range(len(final_f)), key=lambda i: final_f[i] + final_k[i])
+    top = order[: max(2, len(order) // 4)]
+    print(f"\nbest quarter ({len(top)} configurations), best epoch of {args.epochs}: fast / Keras "
+          f"{summary([final_f[i] / final_k[i] for i in top])} (geometric mean [95 %] | median | fast lower); "
+          f"median loss Keras {statistics.median(final_k[i] for i in top):.5f}, "
+          f"fast {statistics.median(final_f[i] for i in top):.5f}")
+    # how much a loss curve jumps from epoch to epoch: the median over configurations of the
+    # standard deviation of log(loss[e + 1] / loss[e]), later half of the epochs
+    def jitter(curves: list[list[float]]) -> float:
+        half = args.epochs // 2
+        return statistics.median(
+            statistics.stdev([math.log(c[e + 1] / c[e]) for e in range(half, args.epochs - 1)]) for c in curves
+        ) if args.epochs - half > 2 else math.nan
+
+    print(f"epoch-to-epoch jitter of the validation loss (median sd of log ratios, epochs {args.epochs // 2 + 1}-"
+          f"{args.epochs}): Keras {jitter(keras_val):.3f}, fast {jitter(fast_val):.3f}")
+    if args.json:
+        Path(args.json).write_text(json.dumps([{"params": p, "keras": kv, "fast": f} for p, kv, f in
+                                               zip(all_params, keras_val, fast_val)], indent=1))
     print(f"\n# time: {seconds['keras']:.1f} s in Keras fit, {seconds['fast']:.1f} s in the fast trainer "
           f"({trainer.traces} traces)")
 

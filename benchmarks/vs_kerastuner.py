@@ -5,6 +5,7 @@
     python benchmarks/vs_kerastuner.py --case mi --seeds 8 --first-seed 1000 --seed-step 1000 --workers 2  # independent draws
     python benchmarks/vs_kerastuner.py --case tg --seeds 1 --max-epochs 9
     python benchmarks/vs_kerastuner.py --case mi --random-trials 10 --random-epochs 9
+    python benchmarks/vs_kerastuner.py --case mi --seeds 2 --workers 0 --kerastuner-trainer both --no-retrain
     python benchmarks/vs_kerastuner.py --without-kerastuner 375 --workers 2 --hyperband-options '{"bootstrap_count": 2}'
 
 Same data, split (the objective's), search space (the objective's own ``suggest`` run on
@@ -90,7 +91,7 @@ class HPTrial:
         return self.hp.Choice(name, list(choices))
 
 
-def run_kerastuner(objective: Any, seed: int, args: argparse.Namespace, kind: str) -> dict[str, Any]:
+def run_kerastuner(objective: Any, seed: int, args: argparse.Namespace, kind: str, trainer: str = "keras") -> dict[str, Any]:
     import keras_tuner as kt
 
     from optmpp.objectives.keras_common import import_keras
@@ -144,7 +145,7 @@ def run_kerastuner(objective: Any, seed: int, args: argparse.Namespace, kind: st
             out.history = {"val_loss": values}
             return out
 
-    model_cls = OptmppFit if args.kerastuner_trainer == "optmpp" else HyperModel
+    model_cls = OptmppFit if trainer == "optmpp" else HyperModel
     work = Path(tempfile.mkdtemp(prefix="optmpp-kt-"))
     keras.utils.set_random_seed(seed)
     if seed == 0:  # KerasTuner's oracle takes `seed or random.randint(1, 10000)`
@@ -167,14 +168,19 @@ def run_kerastuner(objective: Any, seed: int, args: argparse.Namespace, kind: st
     values = {k: v for k, v in best.hyperparameters.values.items() if not k.startswith("tuner/")}
     best_epochs = int(best.hyperparameters.values.get("tuner/epochs", epochs))
     shutil.rmtree(work, ignore_errors=True)
-    tool = f"KerasTuner {kind}" + (" (optmpp's trainer)" if args.kerastuner_trainer == "optmpp" else "")
+    # every trial, for the --json record: where each configuration went in the brackets
+    trials = [{"id": t.trial_id, "score": t.score, "params": {k: v for k, v in t.hyperparameters.values.items()
+                                                           if not k.startswith("tuner/")},
+               **{k[6:]: v for k, v in t.hyperparameters.values.items() if k.startswith("tuner/")}}
+              for t in tuner.oracle.trials.values()]
+    tool = f"KerasTuner {kind}" + (" (optmpp's trainer)" if trainer == "optmpp" else "")
     return {"tool": tool, "wall_s": wall, "epochs": counts["epochs"], "trials": counts["trials"],
             "train_share": counts["fit_s"] / wall, "best_val": float(best.score),
             "best_complete": min((float(t.score) for t in tuner.oracle.trials.values() if t.score is not None
                                   and int(t.hyperparameters.values.get("tuner/epochs", epochs)) == epochs),
                                  default=float("nan")),
             "params": values,
-            "retrain_epochs": best_epochs}
+            "retrain_epochs": best_epochs, "trials_detail": trials}
 
 
 def run_optmpp(case: str, seed: int, args: argparse.Namespace, workers: int, algorithm: str,
@@ -213,6 +219,29 @@ def test_r2(objective: Any, result: dict[str, Any], seed: int, key: str) -> floa
     return float(ev.metrics[key])
 
 
+def paired_rounds(runs: list[dict[str, Any]]) -> None:
+    """KerasTuner's loop with Keras ``fit`` and with optmpp's trainer draw the same configurations
+    for a seed (round 0 of every bracket); later rounds hold the same configuration only where both
+    runs promoted it. Per (round, epochs): how many configuration pairs, the geometric mean of the
+    scores' ratio optmpp / Keras, and how often optmpp's trainer scored lower."""
+    groups: dict[tuple[int, int], list[float]] = {}
+    for seed in dict.fromkeys(r["seed"] for r in runs):
+        pair = [r for r in runs if r["seed"] == seed and r["tool"].startswith("KerasTuner hyperband")]
+        if len(pair) != 2:
+            continue
+        scores = [{(json.dumps(t["params"], sort_keys=True), t.get("round", 0), t.get("epochs", 0)): t["score"]
+                   for t in r["trials_detail"] if t["score"]} for r in pair]
+        keras_run, optmpp_run = scores if "optmpp" in pair[1]["tool"] else scores[::-1]
+        for key in keras_run.keys() & optmpp_run.keys():
+            groups.setdefault(key[1:], []).append(math.log(optmpp_run[key] / keras_run[key]))
+    print("\n# KerasTuner's loop, the same configurations: score with optmpp's trainer / with Keras fit")
+    print("| round | epochs | configurations | geometric mean of the ratio | optmpp's trainer lower |")
+    print("|---|---|---|---|---|")
+    for (rnd, epochs), logs in sorted(groups.items()):
+        print(f"| {rnd} | {epochs} | {len(logs)} | {math.exp(statistics.fmean(logs)):.3f} | "
+              f"{sum(1 for x in logs if x < 0)} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--case", choices=sorted(CASES), default="mi")
@@ -227,7 +256,8 @@ def main() -> None:
     ap.add_argument("--random-trials", type=int, default=0, help="also RandomSearch vs random with N trials")
     ap.add_argument("--random-epochs", type=int, default=9)
     ap.add_argument("--no-retrain", action="store_true", help="skip the test R² of the best models")
-    ap.add_argument("--json", help="write every run's figures to this file")
+    ap.add_argument("--json", help="write every run's figures to this file (with KerasTuner's trials: "
+                    "scores, brackets, rounds)")
     ap.add_argument("--workers", default="1,2", help="optmpp worker counts to run (default 1,2; 0: none)")
     ap.add_argument("--hyperband-options", default="{}", help="JSON merged into optmpp hyperband's "
                     "[algorithm] table, e.g. '{\"bootstrap_count\": 2}'")
@@ -236,13 +266,14 @@ def main() -> None:
     ap.add_argument("--kerastuner-own-grid", action="store_true",
                     help="let KerasTuner draw stepped floats from its own grid, which misses the upper bound "
                     "(0.5 of the paper's dropout and slope); by default it draws from Optuna's grid")
-    ap.add_argument("--kerastuner-trainer", choices=("keras", "optmpp"), default="keras",
+    ap.add_argument("--kerastuner-trainer", choices=("keras", "optmpp", "both"), default="keras",
                     help="optmpp: KerasTuner's loop with each fit done by optmpp's trainer (--case mi), "
-                    "to separate the search from the training")
+                    "to separate the search from the training; both: KerasTuner's loop once with each "
+                    "trainer, and the two runs' scores of the same configuration compared round by round")
     ap.add_argument("--objective-options", default="{}", help="JSON merged into the objective's options "
                     "for every run, e.g. '{\"trainer\": \"keras\"}' (optmpp trains with Keras fit too)")
     args = ap.parse_args()
-    if args.kerastuner_trainer == "optmpp" and args.case != "mi":
+    if args.kerastuner_trainer != "keras" and args.case != "mi":
         # the dense network's weights are Keras's in Keras's order; the CNN's batch norm is not
         ap.error("--kerastuner-trainer optmpp is for --case mi")
     args.hyperband_options = json.loads(args.hyperband_options)
@@ -265,19 +296,21 @@ def main() -> None:
     runs: list[dict[str, Any]] = []
     for seed in range(args.first_seed, args.first_seed + args.seeds * args.seed_step, args.seed_step):
         workers = [int(w) for w in args.workers.split(",") if w.strip() and int(w) > 0]  # 0: KerasTuner only
-        plan = [] if args.without_kerastuner else [("kt", "hyperband", 1)]
+        trainers = ["keras", "optmpp"] if args.kerastuner_trainer == "both" else [args.kerastuner_trainer]
+        # (tool, algorithm, KerasTuner's trainer or optmpp's worker count)
+        plan: list[tuple[str, str, Any]] = [] if args.without_kerastuner else [("kt", "hyperband", t) for t in trainers]
         plan += [("optmpp", "hyperband", w) for w in workers]
         if args.random_trials:
-            plan += [("kt", "random", 1)] + [("optmpp", "random", w) for w in workers]
+            plan += [("kt", "random", t) for t in trainers] + [("optmpp", "random", w) for w in workers]
         kt_epochs = {"hyperband": args.without_kerastuner}
-        for tool, algo, workers in plan:
+        for tool, algo, how in plan:
             if tool == "kt":
-                r = run_kerastuner(objective, seed, args, algo)
+                r = run_kerastuner(objective, seed, args, algo, how)
                 kt_epochs[algo] = r["epochs"]
             else:
-                r = run_optmpp(args.case, seed, args, workers, algo,
+                r = run_optmpp(args.case, seed, args, how, algo,
                                kt_epochs["hyperband"] if algo == "hyperband" else None, url)
-            r.update(seed=seed, algo=algo, workers=workers)
+            r.update(seed=seed, algo=algo, workers=1 if tool == "kt" else how)
             if not args.no_retrain:
                 r["test_r2"] = test_r2(objective, r, seed, CASES[args.case]["r2"])
             runs.append(r)
@@ -302,6 +335,8 @@ def main() -> None:
         print(f"| {t} | {m['wall_s']:.1f} | {m['epochs']:.0f} | {m['trials']:.0f} | {100 * m['train_share']:.0f}% | "
               f"{m['best_val']:.5f} | {m['best_complete']:.5f} | {m.get('test_r2', float('nan')):.5f} | "
               f"{m['wall_s'] / ref:.2f} |")
+    if args.kerastuner_trainer == "both":
+        paired_rounds(runs)
     if args.json:
         Path(args.json).write_text(json.dumps(runs, indent=2, default=str))
 
