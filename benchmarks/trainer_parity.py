@@ -23,7 +23,8 @@ epoch. Printed per epoch: the geometric mean of fast / Keras with a 95 % interva
 log ratios), the median ratio, and how often the fast trainer is lower; the same for the best
 epoch so far (what Hyperband ranks and what its "best validation loss" is), and the two
 trainers' median losses; then the same for the best quarter of the configurations (ranked by
-the two trainers' mean best loss), the ones a search keeps. Hyperband's promotions are decided at 1, 3 and 9 epochs.
+the two trainers' mean best loss), the ones a search keeps, and how much each trainer's loss
+jumps from epoch to epoch. Hyperband's promotions are decided at 1, 3 and 9 epochs.
 """
 
 from __future__ import annotations
@@ -37,25 +38,17 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from scipy import stats
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-
-
-def t95(n: int) -> float:
-    """Two-sided 95 % t quantile (n - 1 degrees of freedom), without scipy."""
-    table = {1: 12.71, 2: 4.30, 3: 3.18, 4: 2.78, 5: 2.57, 6: 2.45, 7: 2.36, 8: 2.31, 9: 2.26, 10: 2.23,
-             15: 2.13, 20: 2.09, 30: 2.04, 60: 2.00}
-    df = max(1, n - 1)
-    return next((v for k, v in sorted(table.items()) if df <= k), 1.96)
 
 
 def summary(ratios: list[float]) -> str:
     logs = [math.log(r) for r in ratios if r > 0 and math.isfinite(r)]
     n = len(logs)
     mean = statistics.fmean(logs)
-    half = t95(n) * statistics.stdev(logs) / math.sqrt(n) if n > 1 else math.inf
+    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(logs) / math.sqrt(n) if n > 1 else math.inf
     lower = sum(1 for x in logs if x < 0)
     return (f"{math.exp(mean):.3f} [{math.exp(mean - half):.3f}, {math.exp(mean + half):.3f}] | "
             f"{statistics.median(ratios):.3f} | {lower} of {n}")
@@ -74,6 +67,7 @@ def main() -> None:
     import optuna
 
     from optmpp.objectives import make_objective
+    from optmpp.objectives.fast_train import start_state
     from optmpp.objectives.keras_common import import_keras
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -89,6 +83,7 @@ def main() -> None:
         def on_epoch_end(self, epoch: int, logs: Any = None) -> None:
             if float(logs["val_loss"]) < self.best:
                 self.best, self.weights = float(logs["val_loss"]), self.model.get_weights()
+
     objective = make_objective("hdpe-mi-dnn", {"max_epochs": args.epochs, "batch_size": 64})
     tr, va = objective.split["train"], objective.split["val"]
     x, y, xv, yv = objective.inputs[tr], objective.y[tr], objective.inputs[va], objective.y[va]
@@ -98,9 +93,9 @@ def main() -> None:
           f"batch 64, {len(tr)} training / {len(va)} validation rows"
           + (f", both continuing from the best of {args.warm_start} epochs of fit" if args.warm_start else ""),
           flush=True)
-    fast_val: list[list[float]] = []
     all_params: list[dict[str, Any]] = []
     keras_val: list[list[float]] = []
+    fast_val: list[list[float]] = []
     seconds = {"keras": 0.0, "fast": 0.0}
     for k in range(args.configs):
         params = objective.suggest(study.ask())
@@ -109,22 +104,17 @@ def main() -> None:
         keras.utils.set_random_seed(args.seed * 100_003 + k)
         model = objective.build(params)
         if args.warm_start:
-            first = model.fit(x, y, validation_data=(xv, yv), epochs=args.warm_start, batch_size=64, verbose=0,
-                              callbacks=[best_weights := BestWeights()])
+            best_weights = BestWeights()
+            model.fit(x, y, validation_data=(xv, yv), epochs=args.warm_start, batch_size=64, verbose=0,
+                      callbacks=[best_weights])
             model = objective.build(params)  # a new model and a new Adam, as KerasTuner rebuilds it
             model.set_weights(best_weights.weights)
-            del first
-        initial = [np.asarray(w, np.float32) for w in model.get_weights()]
+        start = start_state(model.get_weights())
         t0 = time.perf_counter()
         hist = model.fit(x, y, validation_data=(xv, yv), epochs=args.epochs, batch_size=64, verbose=0)
         seconds["keras"] += time.perf_counter() - t0
-        net = objective.fast_net(params)
-        arrays: dict[str, np.ndarray] = {}
-        for i, w in enumerate(initial):
-            arrays.update({f"w{i}": w, f"bw{i}": w, f"m{i}": np.zeros_like(w), f"v{i}": np.zeros_like(w)})
-        meta = {"t": 0.0, "train_loss": [], "val_loss": [], "best_epoch": 0, "best_val": math.inf, "epochs": 0}
         t0 = time.perf_counter()
-        fast = trainer.train(net, args.epochs, args.seed * 100_003 + k, resume=(meta, arrays))
+        fast = trainer.train(objective.fast_net(params), args.epochs, args.seed * 100_003 + k, resume=start)
         seconds["fast"] += time.perf_counter() - t0
         keras_val.append([float(v) for v in hist.history["val_loss"]])
         fast_val.append([float(v) for v in fast["val_loss"]])

@@ -41,7 +41,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -91,9 +90,11 @@ class HPTrial:
         return self.hp.Choice(name, list(choices))
 
 
-def run_kerastuner(objective: Any, seed: int, args: argparse.Namespace, kind: str, trainer: str = "keras") -> dict[str, Any]:
+def run_kerastuner(objective: Any, seed: int, args: argparse.Namespace, kind: str,
+                   trainer: str = "keras") -> dict[str, Any]:
     import keras_tuner as kt
 
+    from optmpp.objectives.fast_train import start_state
     from optmpp.objectives.keras_common import import_keras
 
     keras = import_keras()
@@ -125,14 +126,8 @@ def run_kerastuner(objective: Any, seed: int, args: argparse.Namespace, kind: st
             t0 = time.perf_counter()
             params = {k: v for k, v in hp.values.items() if not k.startswith("tuner/")}
             net = objective.fast_net(params)
-            arrays: dict[str, np.ndarray] = {}
-            for i, w in enumerate(model.get_weights()):
-                w = np.asarray(w, np.float32)
-                arrays.update({f"w{i}": w, f"bw{i}": w, f"m{i}": np.zeros_like(w), f"v{i}": np.zeros_like(w)})
-            meta = {"t": 0.0, "train_loss": [], "val_loss": [], "best_epoch": 0, "best_val": math.inf,
-                    "epochs": initial_epoch}
             history = objective._trainer("tune").train(net, epochs, seed * 100_003 + counts["trials"], None, True,
-                                                       resume=(meta, arrays))
+                                                       resume=start_state(model.get_weights(), epochs=initial_epoch))
             model.set_weights(net.weights)  # the best epoch's
             values = history["val_loss"]
             for cb in callbacks:
@@ -275,7 +270,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.kerastuner_trainer != "keras" and args.case != "mi":
         # the dense network's weights are Keras's in Keras's order; the CNN's batch norm is not
-        ap.error("--kerastuner-trainer optmpp is for --case mi")
+        ap.error(f"--kerastuner-trainer {args.kerastuner_trainer} is for --case mi")
     args.hyperband_options = json.loads(args.hyperband_options)
     EXTRA_OBJECTIVE_OPTIONS.update(json.loads(args.objective_options))
     HPTrial.own_grid = args.kerastuner_own_grid

@@ -205,9 +205,10 @@ def test_fast_cnn_trainer_matches_the_saved_keras_model(real_data: Path) -> None
 def test_fast_trainer_takes_kerass_adam_steps(real_data: Path) -> None:
     """Three Adam steps of the fast trainer and of Keras ``train_on_batch`` from the same weights
     land on the same weights (no dropout: the only randomness left is the batch order, and one
-    batch's mean gradient does not depend on it)."""
+    batch's mean gradient does not depend on it); so do they when the fast trainer is given the
+    Keras model's weights with ``start_state`` (and a seed whose own initialisation differs)."""
     from optmpp.objectives import make_objective
-    from optmpp.objectives.fast_train import DenseNet, FastTrainer
+    from optmpp.objectives.fast_train import DenseNet, FastTrainer, start_state
     from optmpp.objectives.keras_common import import_keras
 
     keras = import_keras()
@@ -221,8 +222,13 @@ def test_fast_trainer_takes_kerass_adam_steps(real_data: Path) -> None:
         model.compile(optimizer=keras.optimizers.Adam(lr), loss="mse")
         for _ in range(3):
             model.train_on_batch(x, y)
+        trainer = FastTrainer(x, y, x, y, 64)
         net = DenseNet(units=[64, 32], alphas=alphas, dropouts=[0.0, 0.0], learning_rate=lr)
-        FastTrainer(x, y, x, y, 64).train(net, 3, 0)  # 3 epochs of one batch, initialised as `start`
+        trainer.train(net, 3, 0)  # 3 epochs of one batch, initialised as `start`
         moved = max(float(np.max(np.abs(a - b))) for a, b in zip(start.weights, model.get_weights()))
         diff = max(float(np.max(np.abs(a - b))) for a, b in zip(net.weights, model.get_weights()))
         assert moved > 1e-3 and diff < 1e-3 * moved, (lr, moved, diff)  # float round-off only
+        given = DenseNet(units=[64, 32], alphas=alphas, dropouts=[0.0, 0.0], learning_rate=lr)
+        trainer.train(given, 3, 7, resume=start_state(start.weights))
+        diff = max(float(np.max(np.abs(a - b))) for a, b in zip(given.weights, model.get_weights()))
+        assert diff < 1e-3 * moved, (lr, moved, diff)

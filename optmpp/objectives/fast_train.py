@@ -19,6 +19,7 @@ trained weights, so a saved model predicts what the training path validated (tes
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -26,7 +27,7 @@ import numpy as np
 
 from optmpp.objectives.keras_common import import_keras
 
-__all__ = ["ConvNet", "DenseNet", "FastTrainer"]
+__all__ = ["ConvNet", "DenseNet", "FastTrainer", "start_state"]
 
 _BN_MOMENTUM, _BN_EPS = 0.99, 1e-3
 
@@ -197,6 +198,21 @@ class ConvNet:
         weights += self.weights[4 * len(self.filters) :]
         model.set_weights([np.asarray(v) for v in weights])
         return model
+
+
+def start_state(weights: Sequence[Any], state: Sequence[Any] = (), epochs: int = 0
+                ) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """A ``resume`` argument for :meth:`FastTrainer.train` that starts from given weights (and
+    batch-norm statistics) with a new Adam, as if ``epochs`` epochs had been trained: how Keras
+    ``fit`` continues a freshly built model that was given those weights."""
+    arrays: dict[str, np.ndarray] = {}
+    for i, w in enumerate(weights):
+        w = np.asarray(w, np.float32)
+        arrays.update({f"w{i}": w, f"bw{i}": w, f"m{i}": np.zeros_like(w), f"v{i}": np.zeros_like(w)})
+    for i, x in enumerate(state):
+        arrays.update({f"s{i}": np.asarray(x, np.float32), f"bs{i}": np.asarray(x, np.float32)})
+    meta = {"t": 0.0, "train_loss": [], "val_loss": [], "best_epoch": 0, "best_val": math.inf, "epochs": epochs}
+    return meta, arrays
 
 
 class FastTrainer:
