@@ -202,7 +202,8 @@ def run_optmpp(case: str, seed: int, args: argparse.Namespace, workers: int, alg
     # KerasTuner's best score is over every trial, however few epochs it trained (a Hyperband
     # bracket's 1- and 3-epoch trials count); the same definition here: any trial, any epoch
     seen = [v for t in study.trials for v in t.intermediate_values.values() if v == v]
-    return {"tool": f"optmpp {algorithm}, {workers} worker(s)", "wall_s": wall, "epochs": summary.epochs,
+    options = f" {json.dumps(args.hyperband_options)}" if algorithm == "hyperband" and args.hyperband_options else ""
+    return {"tool": f"optmpp {algorithm}{options}, {workers} worker(s)", "wall_s": wall, "epochs": summary.epochs,
             "trials": summary.counts["finished"], "train_share": inside / (workers * wall),
             "best_val": min(seen, default=float(best.value)), "best_complete": float(best.value),
             "params": dict(best.params),
