@@ -32,7 +32,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
-def records(path: str, metric: str) -> list[dict[str, object]]:
+def records(path: str) -> list[dict[str, object]]:
     """A ``--json`` record's runs, or the rows of a CSV with columns tool, seed, and the metric
     (figures of runs whose records were not kept, as RESULTS.md tables them)."""
     text = Path(path).read_text()
@@ -45,7 +45,7 @@ def load(paths: list[str], metric: str) -> dict[str, dict[int, float]]:
     """tool -> seed -> metric; a (tool, seed) met twice keeps the first and says so."""
     out: dict[str, dict[int, float]] = {}
     for p in paths:
-        for r in records(p, metric):
+        for r in records(p):
             if metric not in r:
                 continue
             per = out.setdefault(str(r["tool"]), {})
@@ -92,10 +92,7 @@ def main() -> None:
         if len(xa) < 2 or len(xb) < 2:
             continue
         diff = statistics.fmean(xa) - statistics.fmean(xb)
-        va, vb = statistics.variance(xa) / len(xa), statistics.variance(xb) / len(xb)
-        se = math.sqrt(va + vb)
-        dof = (va + vb) ** 2 / (va**2 / (len(xa) - 1) + vb**2 / (len(xb) - 1)) if se > 0 else 1
-        t = float(stats.t.ppf(0.975, dof))
+        low, high = stats.ttest_ind(xa, xb, equal_var=False).confidence_interval()
         mw = stats.mannwhitneyu(list(data[a].values()), list(data[b].values())).pvalue
         shared = sorted(data[a].keys() & data[b].keys())
         paired = "| - | - | -"
@@ -104,12 +101,12 @@ def main() -> None:
             d = [math.log(data[a][s] / data[b][s]) for s in shared]
             w = stats.wilcoxon(d).pvalue
             paired = f"| {math.exp(statistics.fmean(d)):.3f} | {w:.3f} | {sum(x < 0 for x in d)} of {len(d)}"
-        print(f"| {a} | {b} | {math.exp(diff):.3f} [{math.exp(diff - t * se):.3f}, {math.exp(diff + t * se):.3f}] | "
+        print(f"| {a} | {b} | {math.exp(diff):.3f} [{math.exp(low):.3f}, {math.exp(high):.3f}] | "
               f"{mw:.3f} | {len(shared)} {paired} |")
     if args.rounds:
         from vs_kerastuner import paired_rounds
 
-        paired_rounds([r for p in args.files if not p.endswith(".csv") for r in records(p, args.metric)])
+        paired_rounds([r for p in args.files if not p.endswith(".csv") for r in records(p)])
 
 
 if __name__ == "__main__":

@@ -48,9 +48,9 @@ def summary(ratios: list[float]) -> str:
     logs = [math.log(r) for r in ratios if r > 0 and math.isfinite(r)]
     n = len(logs)
     mean = statistics.fmean(logs)
-    half = stats.t.ppf(0.975, n - 1) * statistics.stdev(logs) / math.sqrt(n) if n > 1 else math.inf
+    low, high = stats.ttest_1samp(logs, 0.0).confidence_interval() if n > 1 else (-math.inf, math.inf)
     lower = sum(1 for x in logs if x < 0)
-    return (f"{math.exp(mean):.3f} [{math.exp(mean - half):.3f}, {math.exp(mean + half):.3f}] | "
+    return (f"{math.exp(mean):.3f} [{math.exp(low):.3f}, {math.exp(high):.3f}] | "
             f"{statistics.median(ratios):.3f} | {lower} of {n}")
 
 

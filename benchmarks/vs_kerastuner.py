@@ -233,14 +233,12 @@ def paired_rounds(runs: list[dict[str, Any]]) -> None:
     print("\n# KerasTuner's loop, the same configurations: score with optmpp's trainer / with Keras fit")
     print("| round | epochs | configurations | geometric mean of the ratio [95 %] | optmpp's trainer lower |")
     print("|---|---|---|---|---|")
-    from scipy.stats import t as student_t
+    from scipy.stats import ttest_1samp
 
     for (rnd, epochs), logs in sorted(groups.items()):
-        mean = statistics.fmean(logs)
-        half = (float(student_t.ppf(0.975, len(logs) - 1)) * statistics.stdev(logs) / math.sqrt(len(logs))
-                if len(logs) > 1 else math.nan)
-        print(f"| {rnd} | {epochs} | {len(logs)} | {math.exp(mean):.3f} [{math.exp(mean - half):.3f}, "
-              f"{math.exp(mean + half):.3f}] | {sum(1 for x in logs if x < 0)} |")
+        low, high = ttest_1samp(logs, 0.0).confidence_interval() if len(logs) > 1 else (math.nan, math.nan)
+        print(f"| {rnd} | {epochs} | {len(logs)} | {math.exp(statistics.fmean(logs)):.3f} [{math.exp(low):.3f}, "
+              f"{math.exp(high):.3f}] | {sum(1 for x in logs if x < 0)} |")
 
 
 def main() -> None:
