@@ -7,6 +7,7 @@
     python benchmarks/vs_kerastuner.py --case mi --random-trials 10 --random-epochs 9
     python benchmarks/vs_kerastuner.py --case mi --seeds 2 --workers 0 --kerastuner-trainer both --no-retrain
     python benchmarks/vs_kerastuner.py --without-kerastuner 375 --workers 2 --hyperband-options '{"bootstrap_count": 2}'
+    python benchmarks/vs_kerastuner.py --without-kerastuner 375 --workers 2 --algorithm bohb --hyperband-options '{"synchronous": true}'
 
 Same data, split (the objective's), search space (the objective's own ``suggest`` run on
 KerasTuner hyperparameters), batch size, max_epochs and reduction factor. Per seed:
@@ -185,12 +186,13 @@ def run_optmpp(case: str, seed: int, args: argparse.Namespace, workers: int, alg
     from optmpp.config import parse_study_config
     from optmpp.workers import run_study
 
-    max_epochs = args.max_epochs if algorithm == "hyperband" else args.random_epochs
+    hyperband = algorithm in ("hyperband", "bohb")
+    max_epochs = args.max_epochs if hyperband else args.random_epochs
     name = f"vs-kt-{case}-{algorithm}-w{workers}-s{seed}-{time.time_ns()}"
     cfg = parse_study_config({
         "name": name, "seed": seed, "n_trials": 100_000 if epoch_budget else args.random_trials,
         "algorithm": {"name": algorithm, **({"reduction_factor": args.factor, **args.hyperband_options}
-                                            if algorithm == "hyperband" else {})},
+                                            if hyperband else {})},
         "objective": {"name": CASES[case]["objective"], **objective_options(case, max_epochs)},
     }, "vs_kerastuner.toml")
     t0 = time.perf_counter()
@@ -202,7 +204,7 @@ def run_optmpp(case: str, seed: int, args: argparse.Namespace, workers: int, alg
     # KerasTuner's best score is over every trial, however few epochs it trained (a Hyperband
     # bracket's 1- and 3-epoch trials count); the same definition here: any trial, any epoch
     seen = [v for t in study.trials for v in t.intermediate_values.values() if v == v]
-    options = f" {json.dumps(args.hyperband_options)}" if algorithm == "hyperband" and args.hyperband_options else ""
+    options = f" {json.dumps(args.hyperband_options)}" if hyperband and args.hyperband_options else ""
     return {"tool": f"optmpp {algorithm}{options}, {workers} worker(s)", "wall_s": wall, "epochs": summary.epochs,
             "trials": summary.counts["finished"], "train_share": inside / (workers * wall),
             "best_val": min(seen, default=float(best.value)), "best_complete": float(best.value),
@@ -258,6 +260,9 @@ def main() -> None:
     ap.add_argument("--json", help="write every run's figures to this file (with KerasTuner's trials: "
                     "scores, brackets, rounds)")
     ap.add_argument("--workers", default="1,2", help="optmpp worker counts to run (default 1,2; 0: none)")
+    ap.add_argument("--algorithm", choices=("hyperband", "bohb"), default="hyperband",
+                    help="optmpp's algorithm against KerasTuner Hyperband (bohb: TPE draws the new "
+                         "configurations; --hyperband-options apply to either)")
     ap.add_argument("--hyperband-options", default="{}", help="JSON merged into optmpp hyperband's "
                     "[algorithm] table, e.g. '{\"bootstrap_count\": 2}'")
     ap.add_argument("--without-kerastuner", type=int, metavar="EPOCHS",
@@ -298,7 +303,7 @@ def main() -> None:
         trainers = ["keras", "optmpp"] if args.kerastuner_trainer == "both" else [args.kerastuner_trainer]
         # (tool, algorithm, KerasTuner's trainer or optmpp's worker count)
         plan: list[tuple[str, str, Any]] = [] if args.without_kerastuner else [("kt", "hyperband", t) for t in trainers]
-        plan += [("optmpp", "hyperband", w) for w in workers]
+        plan += [("optmpp", args.algorithm, w) for w in workers]
         if args.random_trials:
             plan += [("kt", "random", t) for t in trainers] + [("optmpp", "random", w) for w in workers]
         kt_epochs = {"hyperband": args.without_kerastuner}
@@ -308,7 +313,7 @@ def main() -> None:
                 kt_epochs[algo] = r["epochs"]
             else:
                 r = run_optmpp(args.case, seed, args, how, algo,
-                               kt_epochs["hyperband"] if algo == "hyperband" else None, url)
+                               kt_epochs["hyperband"] if algo != "random" else None, url)
             r.update(seed=seed, algo=algo, workers=1 if tool == "kt" else how)
             if not args.no_retrain:
                 r["test_r2"] = test_r2(objective, r, seed, CASES[args.case]["r2"])

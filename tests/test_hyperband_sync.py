@@ -191,6 +191,9 @@ def test_a_promoted_keras_trial_warm_restarts_from_its_best_epoch(real_data: Pat
                   resume=(meta, arrays), restart=True)
     reported = [second.intermediate_values[e] for e in (1, 2, 3)]
     assert reported[0] == pytest.approx(straight[0], rel=2e-4)
-    # epochs 2-3 follow the warm restart (best weights, new Adam), not the uninterrupted run
-    assert reported[1:] == pytest.approx(restarted, rel=2e-4)
-    assert abs(reported[1] - straight[1]) > 1e-3 * abs(straight[1])
+    # epochs 2-3 follow the warm restart (best weights, new Adam), not the uninterrupted run (they
+    # differ by 15-20 %); epoch 3 drifts by float round-off (the workers train with 1 thread, this
+    # process with more: CI once saw 0.16 % there)
+    assert reported[1] == pytest.approx(restarted[0], rel=2e-4)
+    assert reported[2] == pytest.approx(restarted[1], rel=1e-2)
+    assert all(abs(r - s) > 0.05 * abs(s) for r, s in zip(reported[1:], straight[1:]))
