@@ -186,7 +186,7 @@ def run_optmpp(case: str, seed: int, args: argparse.Namespace, workers: int, alg
     from optmpp.config import parse_study_config
     from optmpp.workers import run_study
 
-    hyperband = algorithm in ("hyperband", "bohb")
+    hyperband = algorithm in ("hyperband", "bohb", "sha")
     max_epochs = args.max_epochs if hyperband else args.random_epochs
     name = f"vs-kt-{case}-{algorithm}-w{workers}-s{seed}-{time.time_ns()}"
     cfg = parse_study_config({
@@ -260,7 +260,7 @@ def main() -> None:
     ap.add_argument("--json", help="write every run's figures to this file (with KerasTuner's trials: "
                     "scores, brackets, rounds)")
     ap.add_argument("--workers", default="1,2", help="optmpp worker counts to run (default 1,2; 0: none)")
-    ap.add_argument("--algorithm", choices=("hyperband", "bohb"), default="hyperband",
+    ap.add_argument("--algorithm", choices=("hyperband", "bohb", "sha"), default="hyperband",
                     help="optmpp's algorithm against KerasTuner Hyperband (bohb: TPE draws the new "
                          "configurations; --hyperband-options apply to either)")
     ap.add_argument("--hyperband-options", default="{}", help="JSON merged into optmpp hyperband's "
