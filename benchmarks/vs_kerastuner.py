@@ -13,7 +13,7 @@ Same data, split (the objective's), search space (the objective's own ``suggest`
 KerasTuner hyperparameters), batch size, max_epochs and reduction factor. Per seed:
 
 * KerasTuner ``Hyperband`` in this process (Keras ``fit``), counting every epoch it trains;
-* optmpp ``hyperband`` with 1 and with 2 worker processes (``optmpp run`` machinery, SQLite),
+* optmpp ``hyperband`` (or ``--algorithm bohb|sha``) with 1 and with 2 worker processes (``optmpp run`` machinery, SQLite),
   stopped when its trials have consumed KerasTuner's epoch count;
 * with ``--random-trials N``: KerasTuner ``RandomSearch`` and optmpp ``random`` with N trials
   of ``--random-epochs`` epochs each (equal trials x epochs).
@@ -186,13 +186,13 @@ def run_optmpp(case: str, seed: int, args: argparse.Namespace, workers: int, alg
     from optmpp.config import parse_study_config
     from optmpp.workers import run_study
 
-    hyperband = algorithm in ("hyperband", "bohb", "sha")
-    max_epochs = args.max_epochs if hyperband else args.random_epochs
+    pruned = algorithm != "random"  # hyperband, bohb or sha: rungs up to --max-epochs, --hyperband-options
+    max_epochs = args.max_epochs if pruned else args.random_epochs
     name = f"vs-kt-{case}-{algorithm}-w{workers}-s{seed}-{time.time_ns()}"
     cfg = parse_study_config({
         "name": name, "seed": seed, "n_trials": 100_000 if epoch_budget else args.random_trials,
         "algorithm": {"name": algorithm, **({"reduction_factor": args.factor, **args.hyperband_options}
-                                            if hyperband else {})},
+                                            if pruned else {})},
         "objective": {"name": CASES[case]["objective"], **objective_options(case, max_epochs)},
     }, "vs_kerastuner.toml")
     t0 = time.perf_counter()
@@ -204,7 +204,7 @@ def run_optmpp(case: str, seed: int, args: argparse.Namespace, workers: int, alg
     # KerasTuner's best score is over every trial, however few epochs it trained (a Hyperband
     # bracket's 1- and 3-epoch trials count); the same definition here: any trial, any epoch
     seen = [v for t in study.trials for v in t.intermediate_values.values() if v == v]
-    options = f" {json.dumps(args.hyperband_options)}" if hyperband and args.hyperband_options else ""
+    options = f" {json.dumps(args.hyperband_options)}" if pruned and args.hyperband_options else ""
     return {"tool": f"optmpp {algorithm}{options}, {workers} worker(s)", "wall_s": wall, "epochs": summary.epochs,
             "trials": summary.counts["finished"], "train_share": inside / (workers * wall),
             "best_val": min(seen, default=float(best.value)), "best_complete": float(best.value),
@@ -262,7 +262,7 @@ def main() -> None:
     ap.add_argument("--workers", default="1,2", help="optmpp worker counts to run (default 1,2; 0: none)")
     ap.add_argument("--algorithm", choices=("hyperband", "bohb", "sha"), default="hyperband",
                     help="optmpp's algorithm against KerasTuner Hyperband (bohb: TPE draws the new "
-                         "configurations; --hyperband-options apply to either)")
+                         "configurations; sha: successive halving; --hyperband-options apply to each)")
     ap.add_argument("--hyperband-options", default="{}", help="JSON merged into optmpp hyperband's "
                     "[algorithm] table, e.g. '{\"bootstrap_count\": 2}'")
     ap.add_argument("--without-kerastuner", type=int, metavar="EPOCHS",
