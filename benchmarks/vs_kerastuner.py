@@ -19,7 +19,9 @@ KerasTuner hyperparameters), batch size, max_epochs and reduction factor. Per se
   of ``--random-epochs`` epochs each (equal trials x epochs).
 
 Printed per run and as medians over seeds: wall time, epochs, trials, the share of time inside
-training (KerasTuner: inside ``fit``; optmpp: inside the objective, over workers x wall), best
+training (KerasTuner: inside ``fit``; optmpp: inside the objective, over workers x wall, and of
+that inside the epoch graphs' training steps and validation pass, and tracing new graphs; and
+each worker's start-up before its first trial: process, imports, data, warm-up), best
 validation loss (KerasTuner's definition: the best of any trial at any epoch, since its Hyperband
 scores the 1-, 3- and 9-epoch trials of its brackets too; and, for optmpp, the best trial run to
 its end, which is what ``optmpp best`` retrains), and the test R² of the best configuration retrained on train+validation (the
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import atexit
+import datetime
 import json
 import math
 import os
@@ -195,11 +198,20 @@ def run_optmpp(case: str, seed: int, args: argparse.Namespace, workers: int, alg
                                             if pruned else {})},
         "objective": {"name": CASES[case]["objective"], **objective_options(case, max_epochs)},
     }, "vs_kerastuner.toml")
-    t0 = time.perf_counter()
+    started, t0 = datetime.datetime.now(), time.perf_counter()  # (Optuna stores naive local times)
     summary = run_study(cfg, url, workers=workers, epoch_budget=epoch_budget, log=lambda m: None, poll_s=0.5)
     wall = time.perf_counter() - t0
     study = optuna.load_study(study_name=name, storage=url)
     inside = sum(t.user_attrs.get("wall_time_s", 0.0) for t in study.trials)
+    graphs = sum(t.user_attrs.get("train_s", 0.0) for t in study.trials)
+    tracing = sum(t.user_attrs.get("trace_s", 0.0) for t in study.trials)
+    # a worker's start-up: from the run's start (process start, imports, data, warm-up) to its first trial
+    first: dict[Any, datetime.datetime] = {}
+    for t in study.trials:
+        w = t.user_attrs.get("worker")
+        if t.datetime_start is not None and w is not None:
+            first[w] = min(first.get(w, t.datetime_start), t.datetime_start)
+    startup = sum((d - started).total_seconds() for d in first.values())
     best = study.best_trial
     # KerasTuner's best score is over every trial, however few epochs it trained (a Hyperband
     # bracket's 1- and 3-epoch trials count); the same definition here: any trial, any epoch
@@ -207,6 +219,10 @@ def run_optmpp(case: str, seed: int, args: argparse.Namespace, workers: int, alg
     options = f" {json.dumps(args.hyperband_options)}" if pruned and args.hyperband_options else ""
     return {"tool": f"optmpp {algorithm}{options}, {workers} worker(s)", "wall_s": wall, "epochs": summary.epochs,
             "trials": summary.counts["finished"], "train_share": inside / (workers * wall),
+            # where the workers' time went (shares of workers x wall): training steps and validation
+            # in the epoch graphs, tracing new graphs, start-up before the first trial
+            "step_share": (graphs - tracing) / (workers * wall), "trace_share": tracing / (workers * wall),
+            "startup_share": startup / (workers * wall),
             "best_val": min(seen, default=float(best.value)), "best_complete": float(best.value),
             "params": dict(best.params),
             "retrain_epochs": int(best.user_attrs.get("best_epoch") or best.user_attrs["epochs"])}
@@ -319,24 +335,31 @@ def main() -> None:
                 r["test_r2"] = test_r2(objective, r, seed, CASES[args.case]["r2"])
             runs.append(r)
             print(f"seed {seed} | {r['tool']:<32} | {r['wall_s']:7.1f} s | {r['epochs']:5d} epochs | "
-                  f"{r['trials']:4d} trials | {100 * r['train_share']:5.1f}% training | best val {r['best_val']:.5f}"
+                  f"{r['trials']:4d} trials | {100 * r['train_share']:5.1f}% training"
+                  + (f" ({100 * r['step_share']:.1f}% steps, {100 * r['trace_share']:.1f}% tracing; "
+                     f"{100 * r['startup_share']:.1f}% start-up)" if "step_share" in r else "")
+                  + f" | best val {r['best_val']:.5f}"
                   f" (complete trials {r['best_complete']:.5f})"
                   + (f" | test R² {r['test_r2']:.5f}" if "test_r2" in r else ""), flush=True)
     print("\n# medians over seeds")
     print("| run | wall (s) | epochs | trials | time training (KerasTuner: in fit; optmpp: in the objective) "
+          "| optmpp: in training steps / tracing / start-up "
           "| best val loss, any trial | best val loss, trials run to max_epochs | test R² of the best, retrained "
           "| wall / KerasTuner wall |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     tools = list(dict.fromkeys(r["tool"] for r in runs))
+    keys = ("wall_s", "epochs", "trials", "train_share", "step_share", "trace_share", "startup_share",
+            "best_val", "best_complete", "test_r2")
     med = {t: {k: statistics.median([r[k] for r in runs if r["tool"] == t])
-               for k in ("wall_s", "epochs", "trials", "train_share", "best_val", "best_complete", "test_r2")
-               if k in runs[0]}
+               for k in keys if all(k in r for r in runs if r["tool"] == t)}
            for t in tools}
     for t in tools:
         m = med[t]
         kind = "random" if "random" in t else "hyperband"
         ref = next((r["wall_s"] for name, r in med.items() if name.startswith(f"KerasTuner {kind}")), float("nan"))
-        print(f"| {t} | {m['wall_s']:.1f} | {m['epochs']:.0f} | {m['trials']:.0f} | {100 * m['train_share']:.0f}% | "
+        split = (f"{100 * m['step_share']:.0f}% / {100 * m['trace_share']:.0f}% / {100 * m['startup_share']:.0f}%"
+                 if "step_share" in m else "-")
+        print(f"| {t} | {m['wall_s']:.1f} | {m['epochs']:.0f} | {m['trials']:.0f} | {100 * m['train_share']:.0f}% | {split} | "
               f"{m['best_val']:.5f} | {m['best_complete']:.5f} | {m.get('test_r2', float('nan')):.5f} | "
               f"{m['wall_s'] / ref:.2f} |")
     if args.kerastuner_trainer == "both":

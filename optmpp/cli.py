@@ -172,6 +172,13 @@ def cmd_status(args: argparse.Namespace) -> int:
             f"    best {best}; workers seen in the last {args.recent:g} s: {len(r['workers_recent'])}"
             + (f" ({', '.join(r['workers_recent'])})" if r["workers_recent"] else "")
         )
+        t = r["time_s"]
+        if t and t["trials"] > 0:
+            where = ""
+            if t["training"] > 0:
+                steps = (t["training"] - t["tracing"]) / t["trials"]
+                where = f": {100 * steps:.1f}% training steps, {100 * t['tracing'] / t['trials']:.1f}% tracing graphs"
+            print(f"    time in trials {t['trials']:,.0f} s{where}")
     return EXIT_OK
 
 

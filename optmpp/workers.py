@@ -946,7 +946,8 @@ def snapshot(study: optuna.Study) -> tuple[dict[str, int], float | None, int]:
 
 
 def storage_status(storage_url: str, study_name: str | None = None, recent_s: float = 300.0) -> list[dict[str, Any]]:
-    """Each study of a storage: trials by state, best value, epochs, workers seen recently.
+    """Each study of a storage: trials by state, best value, epochs, workers seen recently, and
+    the seconds its trials took (``time_s``: in all, in the training graphs, in tracing them).
 
     A worker counts as seen when one of its trials is running or finished within ``recent_s``.
     """
@@ -978,6 +979,13 @@ def storage_status(storage_url: str, study_name: str | None = None, recent_s: fl
                 if "worker" in t.user_attrs:
                     recent.add(t.user_attrs["worker"])
         config = study.user_attrs.get(CONFIG_ATTR, {})
+        # where the trials' time went: the objective's own account (optmpp's fast trainer sets
+        # train_s, its epoch graphs' time, and trace_s, the part spent tracing a new graph)
+        timed = [t.user_attrs for t in trials if "wall_time_s" in t.user_attrs]
+        time_s = None if not timed else {
+            key: round(sum(float(a.get(attr, 0.0)) for a in timed), 3)
+            for key, attr in (("trials", "wall_time_s"), ("training", "train_s"), ("tracing", "trace_s"))
+        }
         out.append({
             "study": name,
             "direction": study.direction.name.lower(),
@@ -989,5 +997,6 @@ def storage_status(storage_url: str, study_name: str | None = None, recent_s: fl
             "best_trial": None if best is None else best.number,
             "epochs": epochs_consumed(trials),
             "workers_recent": sorted(recent),
+            "time_s": time_s,
         })
     return out

@@ -134,8 +134,13 @@ def test_status_shows_each_study(tmp_path: Path) -> None:
     assert row["counts"]["finished"] == 6 and row["n_trials"] == 6
     assert row["epochs"] == sum(t.user_attrs["epochs"] for t in optuna.load_study(study_name="toy-status", storage=url).trials)
     assert len(row["workers_recent"]) == 1 and row["best_value"] is not None
+    trials = optuna.load_study(study_name="toy-status", storage=url).trials
+    # the toy objective keeps no account of its training time: only the trials' own
+    assert row["time_s"] == {"trials": pytest.approx(sum(t.user_attrs["wall_time_s"] for t in trials), abs=1e-2),
+                             "training": 0.0, "tracing": 0.0}
     text = run_cli("status", "toy-status", "--storage", url)
     assert "6/6 finished" in text.stdout and "workers seen in the last 300 s: 1" in text.stdout
+    assert "time in trials" in text.stdout and "training steps" not in text.stdout
     missing = run_cli("status", "nope", "--storage", url)
     assert missing.returncode == 2 and "no study 'nope'" in missing.stderr
 

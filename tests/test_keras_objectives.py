@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -38,9 +39,24 @@ def test_hdpe_dnn_run_best_predict(tmp_path: Path, real_data: Path) -> None:
     s = optuna.load_study(study_name="mi", storage=url)
     for t in s.trials:
         assert 1 <= t.user_attrs["epochs"] <= 3 and t.user_attrs["wall_time_s"] > 0
+        # where the trial's time went: inside the epoch graphs, of which tracing a new one
+        assert 0 < t.user_attrs["train_s"] < t.user_attrs["wall_time_s"]
+        assert 0 <= t.user_attrs["trace_s"] <= t.user_attrs["train_s"]
         assert set(t.params) >= {"units_1", "alpha_1", "dropout_1", "num_layers", "learning_rate"}
         assert t.params["learning_rate"] in (1e-2, 1e-3, 1e-4)
         assert t.params["units_1"] % 32 == 0
+    # each worker traces a depth's graph once: its first trial of a depth pays, a later one not
+    first_of_depth: dict[tuple[object, object], float] = {}
+    for t in sorted(s.trials, key=lambda t: t.datetime_start):
+        first_of_depth.setdefault((t.user_attrs["worker"], t.params["num_layers"]), t.user_attrs["trace_s"])
+    assert all(v > 0 for v in first_of_depth.values())
+    assert sum(t.user_attrs["trace_s"] > 0 for t in s.trials) == len(first_of_depth)
+    status = cli("status", "mi", "--storage", url, "--json")
+    (row,) = json.loads(status.stdout)
+    assert row["time_s"]["training"] == pytest.approx(sum(t.user_attrs["train_s"] for t in s.trials), abs=1e-2)
+    assert 0 < row["time_s"]["tracing"] < row["time_s"]["training"] < row["time_s"]["trials"]
+    assert re.search(r"time in trials \d+ s: \d+\.\d% training steps, \d+\.\d% tracing graphs",
+                     cli("status", "mi", "--storage", url).stdout)
     models = tmp_path / "models"
     out = cli("best", str(study), "--storage", url, "--out", str(models), "--json")
     assert out.returncode == 0, out.stderr[-3000:]

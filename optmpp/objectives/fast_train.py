@@ -19,6 +19,7 @@ trained weights, so a saved model predicts what the training path validated (tes
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
@@ -238,6 +239,7 @@ class FastTrainer:
         self.batch_size = int(batch_size)
         self._fns: dict[tuple[Any, ...], Any] = {}
         self.traces = 0
+        self.history: dict[str, Any] = {}  # the latest ``train`` call's, as it goes
 
     def _epoch_fn(self, net: Any) -> Any:
         key = ("epoch", type(net).__name__, net.family)
@@ -317,7 +319,9 @@ class FastTrainer:
         ``on_epoch(epoch, train_loss, val_loss)`` runs after every epoch (1-based) and may raise
         to stop (pruning). The net keeps the last weights, or the best validation epoch's with
         ``restore_best``. Returns the losses per epoch, ``epochs``, ``best_epoch`` and
-        ``resumed_from`` (0, or the epoch a checkpoint resumed from).
+        ``resumed_from`` (0, or the epoch a checkpoint resumed from), and this call's
+        ``train_s`` (seconds inside the epoch graph: training steps and the validation pass) and
+        ``trace_s`` (the part of it spent tracing a new network family's graph, once per worker).
 
         With ``checkpoint`` (:class:`optmpp.objectives.base.Checkpoint`), the whole training
         state (weights, batch-norm statistics, Adam moments and step, best weights, histories) is
@@ -338,7 +342,8 @@ class FastTrainer:
         bs = tf.constant(self.batch_size, tf.int32)
         fn = self._epoch_fn(net)
         history: dict[str, Any] = {"train_loss": [], "val_loss": [], "best_epoch": 0, "best_val": math.inf,
-                                   "epochs": 0, "resumed_from": 0}
+                                   "epochs": 0, "resumed_from": 0, "train_s": 0.0, "trace_s": 0.0}
+        self.history = history  # the caller reads it even when ``on_epoch`` raised (pruning)
         best = (weights, state)
         start = 1
         if resume is not None:
@@ -361,12 +366,17 @@ class FastTrainer:
             start = int(meta["epochs"]) + 1
         try:
             for epoch in range(start, epochs + 1):
+                traces, t0 = self.traces, time.perf_counter()
                 weights, state, m, v, t, train_loss, val_loss = fn(
                     self.x, self.y, self.x_val, self.y_val, weights, state, m, v, hyper, t, lr,
                     tf.constant([seed % 2**30, epoch], tf.int32), bs,
                 )
                 tl = float(train_loss)
                 vl = float(val_loss) if self.has_val else math.nan
+                seconds = time.perf_counter() - t0
+                history["train_s"] += seconds
+                if self.traces != traces:
+                    history["trace_s"] += seconds
                 history["train_loss"].append(tl)
                 history["val_loss"].append(vl)
                 history["epochs"] = epoch

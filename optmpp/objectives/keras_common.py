@@ -224,14 +224,19 @@ class KerasRegressionObjective:
             train_losses.append(round(float(train_loss), 7))
             report_epoch(trial, epoch, val_loss)
 
+        trainer = self._trainer("tune")
         try:
-            result = self._trainer("tune").train(
+            result = trainer.train(
                 net, self.options.max_epochs, self.options.seed + origin, on_epoch, self.options.restore_best,
                 checkpoint=checkpoint, resume=saved, restart=warm_restart(trial, saved),
             )
         finally:
             trial.set_user_attr("epochs", epochs_done)
             trial.set_user_attr("train_loss", train_losses)
+            # where the trial's time went (benchmarks/vs_kerastuner.py): inside the epoch graphs,
+            # and the part of that which traced a new graph
+            for key in ("train_s", "trace_s"):
+                trial.set_user_attr(key, round(float(trainer.history.get(key, 0.0)), 4))
             # the trial ended here: only a killed worker, or a synchronous Hyperband round that
             # a later round may continue, leaves a checkpoint
             end_checkpoint(trial, checkpoint, epochs_done)
