@@ -310,6 +310,8 @@ class WorkerStorage(_CachedStorage):
             new_step = own is not None and step not in own.intermediate_values
         if not pending and not new_step:
             super().set_trial_intermediate_value(trial_id, step, intermediate_value)
+        elif not pending:  # an epoch's report, the common case: one statement
+            self._insert_step(trial_id, step, intermediate_value)
         else:
             with _create_scoped_session(self._backend.scoped_session, True) as session:
                 trial = self._running_row(session, trial_id)
@@ -326,6 +328,31 @@ class WorkerStorage(_CachedStorage):
             if pending:
                 self._remember(trial_id, pending)
         self._update_own(trial_id, intermediate_values=(step, intermediate_value))
+
+    def _insert_step(self, trial_id: int, step: int, intermediate_value: float) -> None:
+        """Store a new step of a running trial in one statement: the insert selects its row only
+        while the trial is RUNNING (``INSERT ... SELECT ... WHERE EXISTS``), so a trial ended
+        from outside is not written to, without a separate read of the trial's row first (that
+        read, through the ORM, was half of an epoch's report: ~1.4 ms of 2.8 in a worker)."""
+        table = models.TrialIntermediateValueModel.__table__
+        trials = models.TrialModel.__table__.c
+        value, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(intermediate_value)
+        row = sqlalchemy.select(
+            sqlalchemy.literal(trial_id, table.c.trial_id.type), sqlalchemy.literal(step, table.c.step.type),
+            sqlalchemy.literal(value, table.c.intermediate_value.type),
+            sqlalchemy.literal(kind, table.c.intermediate_value_type.type),
+        ).where(sqlalchemy.exists().where(trials.trial_id == trial_id, trials.state == TrialState.RUNNING))
+        stmt = sqlalchemy.insert(table).from_select(
+            ["trial_id", "step", "intermediate_value", "intermediate_value_type"], row)
+        returning = self._backend.engine.dialect.insert_returning  # (psycopg's rowcount here is -1)
+        if returning:
+            stmt = stmt.returning(table.c.step)
+        with _create_scoped_session(self._backend.scoped_session, True) as session:
+            result = session.execute(stmt)
+            stored = result.first() is not None if returning else result.rowcount == 1
+            if not stored:  # not running (or gone): Optuna's error
+                self._running_row(session, trial_id)
+                raise RuntimeError(f"trial {trial_id}: step {step} not stored")  # pragma: no cover
 
     def set_trial_state_values(
         self, trial_id: int, state: TrialState, values: Sequence[float] | None = None
@@ -361,6 +388,20 @@ class WorkerStorage(_CachedStorage):
         self.flush(trial_id)
         super().set_trial_system_attr(trial_id, key, value)
         self._update_own(trial_id, _system_attrs=(key, copy.deepcopy(value)))
+
+    def get_trial_system_attrs(self, trial_id: int) -> dict[str, Any]:
+        """``get_trial(trial_id).system_attrs`` without copying the whole trial where this
+        worker's copy of it answers: Optuna's ``should_prune`` reads them at every epoch (the
+        pruners look up the rungs a trial has passed), and a copy of a trial with its losses per
+        epoch is most of that read."""
+        with self._lock:
+            cached = self._get_cached_trial(trial_id)
+        if cached is None:
+            with self._pending_lock:
+                own = self._own.get(trial_id)
+                if own is not None and (self._checked.get(trial_id, False) or own.state.is_finished()):
+                    return copy.deepcopy(own.system_attrs)
+        return self.get_trial(trial_id).system_attrs
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._lock:

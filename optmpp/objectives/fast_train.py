@@ -361,7 +361,7 @@ class FastTrainer:
         traces, t0 = self.traces, time.perf_counter()
         fn = self._epoch_fn(net)  # traced here for a new family; its first call then builds the graph
         new_graph = self.traces != traces
-        set_up = time.perf_counter() - t0
+        set_up = time.perf_counter() - t0 if new_graph else 0.0
         history: dict[str, Any] = {"train_loss": [], "val_loss": [], "best_epoch": 0, "best_val": math.inf,
                                    "epochs": 0, "resumed_from": 0, "train_s": set_up, "trace_s": set_up}
         self.history = history  # the caller reads it even when ``on_epoch`` raised (pruning)
