@@ -218,7 +218,7 @@ def start_state(weights: Sequence[Any], state: Sequence[Any] = (), epochs: int =
 
 def _direct(tf: Any, fn: Any) -> Any:
     """``fn`` (a ``tf.function`` with an input signature), traced now and called without its
-    per-call argument binding: for the melt-index DNN that binding cost ~3.5 ms per epoch call
+    per-call argument binding: for the melt-index DNN that binding cost 2-3 ms per epoch call
     (casting and checking each weight, moment and hyperparameter tensor), as much as the epoch of
     a small network. Our callers pass exactly the signature's tensors, so the flat call is safe;
     where TensorFlow has no flat call, the concrete function is called as usual."""
