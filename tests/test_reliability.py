@@ -234,8 +234,11 @@ def test_a_killed_trial_resumes_from_its_last_checkpoint(tmp_path: Path) -> None
 @pytest.mark.slow
 def test_a_resumed_keras_trial_trains_exactly_as_an_uninterrupted_one(tmp_path: Path, real_data: Path) -> None:
     ckpt = tmp_path / "ckpt"
+    # long enough that the poller sees it running past epoch 6: with 24 epochs (~0.1 s each for
+    # this small network) the trial once finished between two polls
+    epochs = 80
     body = ('n_trials = 1\nalgorithm = "random"\n'
-            '[objective]\nname = "hdpe-mi-dnn"\nmax_epochs = 24\nbatch_size = 64\nrestore_best = true\n'
+            f'[objective]\nname = "hdpe-mi-dnn"\nmax_epochs = {epochs}\nbatch_size = 64\nrestore_best = true\n'
             f'[reliability]\nheartbeat_interval = 1\ngrace_period = 3\nmax_retry = 1\ncheckpoint_dir = "{ckpt}"\n')
     url = f"sqlite:///{tmp_path}/k.db"
     f = tmp_path / "k.toml"
@@ -246,9 +249,9 @@ def test_a_resumed_keras_trial_trains_exactly_as_an_uninterrupted_one(tmp_path: 
     assert rescuer.returncode == 0, rescuer.stderr
     retry = next(t for t in load(url, "k").trials if t.system_attrs.get("failed_trial") == killed.number)
     print(f"keras trial killed after {len(killed.intermediate_values)} reported epochs; "
-          f"retry resumed from epoch {retry.user_attrs['resumed_from_epoch']} of 24")
+          f"retry resumed from epoch {retry.user_attrs['resumed_from_epoch']} of {epochs}")
     assert retry.state == TrialState.COMPLETE and retry.user_attrs["resumed_from_epoch"] >= 5
-    assert retry.user_attrs["epochs"] == 24 and len(retry.user_attrs["train_loss"]) == 24
+    assert retry.user_attrs["epochs"] == epochs and len(retry.user_attrs["train_loss"]) == epochs
 
     # the same parameters as trial 0 of a study never interrupted: the same result
     ref = tmp_path / "ref.toml"
@@ -261,7 +264,7 @@ def test_a_resumed_keras_trial_trains_exactly_as_an_uninterrupted_one(tmp_path: 
     assert clean.params == retry.params and clean.number == killed.number
     assert retry.value == pytest.approx(clean.value, rel=1e-4)
     assert retry.user_attrs["best_epoch"] == clean.user_attrs["best_epoch"]
-    for step in range(1, 25):
+    for step in range(1, epochs + 1):
         assert retry.intermediate_values[step] == pytest.approx(clean.intermediate_values[step], rel=1e-4)
 
 
