@@ -32,16 +32,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from tg_duplicates import rmse  # noqa: E402 - the benchmarks' folder is on the path from here
 
 PAPER_RMSE_K = 15.68  # Nguyen & Liu (2025), Hyperband, Tg CNN
 TUNED_20MIN = {  # RESULTS.md section 7: trial 70 of studies/tg-cnn-20min.toml, best epoch 78
     "conv_blocks": 1, "filters_1": 75, "kernel_1": 3, "dense_blocks": 1, "units_1": 125,
     "dropout_1": 0.2, "learning_rate": 1e-4,
 }
-
-
-def rmse(e: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(e**2))) if len(e) else float("nan")
 
 
 def spread(name: str, values: list[float]) -> str:

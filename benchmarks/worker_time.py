@@ -77,7 +77,6 @@ def main(argv: list[str] | None = None) -> None:
     span = (last - first).total_seconds()
     attr = {k: sum(float(t.user_attrs.get(k, 0.0)) for t in trials) for k in ("wall_time_s", "train_s", "trace_s")}
     epochs = sum(int(t.user_attrs.get("epochs", 0)) for t in trials)
-    n_epochs = calls["report + prune"]
     startup = wall - span
     rows = [
         ("start-up before the first trial (imports, TensorFlow, data)", startup),
@@ -97,8 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\nfrom the first trial's start to the last's end ({span:.1f} s): "
           f"{100 * (attr['train_s'] - attr['trace_s']) / span:.1f} % training steps")
     print("\nper epoch (ms): " + ", ".join(
-        f"{name.strip()} {1e3 * spent[name] / max(calls[name], 1):.2f} ({calls[name]} calls)"
-        for name in spent if n_epochs))
+        f"{name.strip()} {1e3 * spent[name] / calls[name]:.2f} ({calls[name]} calls)" for name in spent))
 
 
 if __name__ == "__main__":
