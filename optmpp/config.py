@@ -83,6 +83,13 @@ class ReliabilityConfig:
             whose worker died resumes from its last saved epoch when retried. Workers on
             several machines need it on a shared file system.
         checkpoint_every: epochs between checkpoints.
+        report_interval_s: a worker writes a running trial's epoch reports at most this often:
+            those in between are held in the worker and written with the next write (the next
+            report after the interval, a pruner's rung, the trial's end). 0 writes every epoch
+            at once. Holding saves a transaction per epoch (~2.5 ms on PostgreSQL) where epochs
+            are short; others see the losses up to this much later, and a trial ended from
+            outside is noticed as late. Studies with an epoch budget write every epoch at once,
+            so that every worker counts them.
     """
 
     heartbeat_interval: int = 10
@@ -91,6 +98,7 @@ class ReliabilityConfig:
     max_consecutive_failures: int = 5
     checkpoint_dir: str | None = None
     checkpoint_every: int = 1
+    report_interval_s: float = 0.5
 
     @property
     def effective_grace_period(self) -> int:
@@ -223,6 +231,9 @@ def parse_study_config(data: Any, path: str | Path = "<memory>") -> StudyConfig:
         )
     if reliability.checkpoint_every < 1:
         raise ConfigError(f"{where}: reliability.checkpoint_every: expected an integer >= 1")
+    if not reliability.report_interval_s >= 0:  # (NaN fails too)
+        raise ConfigError(f"{where}: reliability.report_interval_s: expected a number of seconds >= 0, "
+                          f"got {reliability.report_interval_s}")
     if reliability.max_retry < 0 or reliability.max_consecutive_failures < 0:
         raise ConfigError(f"{where}: reliability: max_retry and max_consecutive_failures must be >= 0")
 

@@ -26,8 +26,17 @@ finished trial is not read again. Optuna read the running trial in full at ``Tri
 reads were 24 of a trial's 66 statements. A claim is one transaction: the queue's listing, the
 WAITING -> RUNNING update and the trial's first heartbeat.
 
+With ``hold_reports_s`` (the workers pass ``[reliability] report_interval_s``), an epoch's report
+that comes less than that long after the trial's last write is held too, and written with the
+next write: the next report after the interval, a pruner's rung (a system attribute), the
+trial's end. The first report is written at once. Until then others do not see those epochs,
+and a trial ended from outside is noticed at that write (an epoch's write checks the trial is
+running).
+
 What it changes for a trial killed before its first epoch: its parameters may not be in the
-storage; it is failed and retried like any other (the retry samples what is missing).
+storage; it is failed and retried like any other (the retry samples what is missing). A trial
+killed with held reports loses those epochs' losses from the storage (its checkpoints, when
+kept, hold them, and a retry that resumes re-reports them).
 
 Example:
     >>> from optmpp.storage import make_storage
@@ -42,6 +51,7 @@ import copy
 import json
 import sqlite3
 import threading
+import time
 from collections.abc import Container, Iterator, Sequence
 from datetime import datetime
 from typing import Any
@@ -64,8 +74,10 @@ class WorkerStorage(_CachedStorage):
     """:class:`optuna.storages._CachedStorage` that batches a trial's params and user attrs and
     keeps this worker's running trials in memory."""
 
-    def __init__(self, backend: RDBStorage) -> None:
+    def __init__(self, backend: RDBStorage, hold_reports_s: float = 0.0) -> None:
         super().__init__(backend)
+        self._hold_reports_s = hold_reports_s
+        self._written_at: dict[int, float] = {}  # trial id -> when its epochs were last written
         self._pending: dict[int, list[tuple[Any, ...]]] = {}
         self._pending_lock = threading.RLock()  # guards _pending, _mine and _own
         self._study_ids: dict[str, int] = {}
@@ -132,6 +144,7 @@ class WorkerStorage(_CachedStorage):
         with self._pending_lock:
             for tid in [t for t, own in self._own.items() if own.state.is_finished()]:
                 del self._own[tid], self._mine[tid]
+                self._written_at.pop(tid, None)
             self._mine[trial_id] = study_id
             if queued is not None:
                 queued.state, queued.datetime_start = TrialState.RUNNING, now
@@ -247,6 +260,14 @@ class WorkerStorage(_CachedStorage):
                     distribution_json=distributions.distribution_to_json(dist),
                 ))
             session.add_all(rows)
+        steps = [item for item in pending if item[0] == "step"]  # held epoch reports
+        if steps:
+            rows = []
+            for _, step, raw in steps:
+                value, kind = models.TrialIntermediateValueModel.intermediate_value_to_stored_repr(raw)
+                rows.append(models.TrialIntermediateValueModel(
+                    trial_id=trial_id, step=step, intermediate_value=value, intermediate_value_type=kind))
+            session.add_all(rows)
         attrs = {item[1]: item[2] for item in pending if item[0] == "user_attr"}  # the last write wins
         if not attrs:
             return
@@ -299,15 +320,23 @@ class WorkerStorage(_CachedStorage):
             with _create_scoped_session(self._backend.scoped_session, True) as session:
                 self._write_pending(session, self._running_row(session, tid), pending)
             self._remember(tid, pending)
+            if self._hold_reports_s > 0 and any(item[0] == "step" for item in pending):
+                with self._pending_lock:
+                    self._written_at[tid] = time.monotonic()
 
     # -- writes and reads that see the held writes -----------------------------------------
     def set_trial_intermediate_value(self, trial_id: int, step: int, intermediate_value: float) -> None:
         if not self._batching:
             return super().set_trial_intermediate_value(trial_id, step, intermediate_value)
-        pending = self._take(trial_id).get(trial_id)
         with self._pending_lock:
             own = self._own.get(trial_id)
             new_step = own is not None and step not in own.intermediate_values
+            last = self._written_at.get(trial_id)
+            if new_step and last is not None and time.monotonic() - last < self._hold_reports_s:
+                self._pending.setdefault(trial_id, []).append(("step", step, intermediate_value))
+                self._update_own(trial_id, intermediate_values=(step, intermediate_value))
+                return
+        pending = self._take(trial_id).get(trial_id)
         if not pending and not new_step:
             super().set_trial_intermediate_value(trial_id, step, intermediate_value)
         elif not pending:  # an epoch's report, the common case: one statement
@@ -328,6 +357,9 @@ class WorkerStorage(_CachedStorage):
             if pending:
                 self._remember(trial_id, pending)
         self._update_own(trial_id, intermediate_values=(step, intermediate_value))
+        if self._hold_reports_s > 0:
+            with self._pending_lock:
+                self._written_at[trial_id] = time.monotonic()
 
     def _insert_step(self, trial_id: int, step: int, intermediate_value: float) -> None:
         """Store a new step of a running trial in one statement: the insert selects its row only

@@ -595,7 +595,10 @@ def run_worker(
 
     study = optuna.load_study(
         study_name=config.name,
-        storage=WorkerStorage(storage),  # a trial's params and user attrs written in one go
+        # a trial's params and user attrs written in one go, and epoch reports at most every
+        # report_interval_s; with an epoch budget every epoch at once, so that all workers count it
+        storage=WorkerStorage(storage, hold_reports_s=0.0 if epoch_budget is not None
+                              else config.reliability.report_interval_s),
         sampler=make_sampler(config.algorithm.name, options, seed=seed),
         pruner=pruner,
     )

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import optuna
@@ -437,6 +438,82 @@ def test_an_epochs_pruning_check_reads_nothing_after_its_report(storage_url: str
     make_storage(storage_url, heartbeat_interval=None).set_trial_state_values(trial._trial_id, TrialState.FAIL)
     with pytest.raises(UpdateFinishedTrialError):
         report_epoch(trial, 5, 0.2)
+
+
+def test_held_epoch_reports_are_written_with_the_next_write(storage_url: str) -> None:
+    """With ``hold_reports_s`` a worker writes a trial's first epoch at once and holds the epochs
+    that follow within the interval: they are in its own reads at once, and in the storage after
+    the next write (a report after the interval, a system attribute as a pruner's rung writes
+    one, the trial's end). A trial failed from outside fails the first report that is written
+    (README, "Storage")."""
+    from optuna.exceptions import UpdateFinishedTrialError
+    from sqlalchemy import event
+
+    from optmpp.objectives.base import report_epoch
+    from optmpp.worker_storage import WorkerStorage
+    from optmpp.workers import _pop_waiting
+
+    rdb = make_storage(storage_url, heartbeat_interval=None)
+    optuna.create_study(study_name="held", storage=rdb)
+    storage = WorkerStorage(rdb, hold_reports_s=0.5)
+    study = optuna.load_study(study_name="held", storage=storage, pruner=_PrunesOnSystemAttr())
+    other = make_storage(storage_url, heartbeat_interval=None)
+    commits: list[int] = []
+    event.listen(rdb.engine, "commit", lambda conn: commits.append(1))
+
+    study.enqueue_trial({})
+    trial = optuna.Trial(study, _pop_waiting(study))
+    trial.suggest_int("units", 32, 512)
+    commits.clear()
+    for epoch in (1, 2, 3):
+        report_epoch(trial, epoch, 1.0 / epoch)
+    assert len(commits) == 1  # the first epoch (with the params); 2 and 3 held
+    assert other.get_trial(trial._trial_id).intermediate_values == {1: 1.0}
+    assert storage.get_trial(trial._trial_id).intermediate_values == {1: 1.0, 2: 0.5, 3: 1 / 3}
+    storage.set_trial_system_attr(trial._trial_id, "completed_rung_0", 1 / 3)  # a rung's write
+    assert other.get_trial(trial._trial_id).intermediate_values == {1: 1.0, 2: 0.5, 3: 1 / 3}
+    report_epoch(trial, 4, 0.25)  # held again
+    time.sleep(0.6)
+    commits.clear()
+    report_epoch(trial, 5, 0.2)  # past the interval: 4 and 5 in one commit
+    assert len(commits) == 1
+    assert sorted(other.get_trial(trial._trial_id).intermediate_values) == [1, 2, 3, 4, 5]
+    report_epoch(trial, 6, 0.1)  # held, then written with the trial's end
+    study.tell(trial, 0.1)
+    stored = other.get_trial(trial._trial_id)
+    assert stored.state == TrialState.COMPLETE and stored.intermediate_values[6] == 0.1
+    assert sorted(stored.intermediate_values) == [1, 2, 3, 4, 5, 6]
+
+    # failed from outside: a held report does not see it, the next written one does
+    study.enqueue_trial({})
+    trial = optuna.Trial(study, _pop_waiting(study))
+    report_epoch(trial, 1, 1.0)
+    other.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+    report_epoch(trial, 2, 0.5)  # held
+    time.sleep(0.6)
+    with pytest.raises(UpdateFinishedTrialError):
+        report_epoch(trial, 3, 0.4)
+    assert other.get_trial(trial._trial_id).intermediate_values == {1: 1.0}
+
+
+def test_workers_holding_reports_store_every_epoch(storage_url: str) -> None:
+    """``[reliability] report_interval_s``: two workers that hold every report after a trial's
+    first (a 30-s interval) still leave each finished trial with one stored loss per epoch, and
+    Hyperband's rungs see the losses; a negative interval is a config error."""
+    data = {
+        "name": "held", "n_trials": 12, "algorithm": "hyperband",
+        "objective": {"name": "toy_objectives:make", "max_epochs": 9},
+        "reliability": {"heartbeat_interval": 2, "grace_period": 6, "report_interval_s": 30},
+    }
+    cfg = parse_study_config(data, "held.toml")
+    assert cfg.reliability.report_interval_s == 30
+    run_study(cfg, storage_url, workers=2, log=lambda m: None, poll_s=0.5)
+    study = load(storage_url, "held")
+    check_invariants(study, 12, 9)
+    assert any(t.state == TrialState.PRUNED for t in study.trials)
+    data["reliability"]["report_interval_s"] = -1
+    with pytest.raises(ConfigError, match="report_interval_s"):
+        parse_study_config(data, "held.toml")
 
 
 def test_a_queue_is_filled_in_one_transaction_as_optuna_would_fill_it(storage_url: str) -> None:

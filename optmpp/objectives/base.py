@@ -126,7 +126,8 @@ def report_epoch(trial: optuna.Trial, epoch: int, val_loss: float) -> None:
     if not math.isfinite(val_loss):
         raise FloatingPointError(f"validation loss is {val_loss} at epoch {epoch}")
     # a worker's storage: the report's transaction checks the trial is still running, so the
-    # pruning check's read of the trial need not ask the storage again
+    # pruning check's read of the trial need not ask the storage again (a held report checks
+    # nothing: a trial ended from outside is noticed at the next report written)
     state_checked = getattr(getattr(trial, "storage", None), "state_checked", None)
     with state_checked(trial._trial_id, checked=True) if state_checked else contextlib.nullcontext():
         trial.report(val_loss, epoch)
