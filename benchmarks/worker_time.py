@@ -3,6 +3,7 @@
     python benchmarks/worker_time.py                                   # make run's study, 40 trials
     python benchmarks/worker_time.py studies/tg-cnn-hyperband.toml --trials 20
     python benchmarks/worker_time.py --storage postgresql+psycopg://postgres@127.0.0.1:5432/test
+    python benchmarks/worker_time.py --name wt-ab --report-interval 0     # A/B: the same trials
 
 Runs one worker in this process (1 thread, as ``optmpp run`` gives each of 2 workers on 2
 cores) on a fresh study of the given study file, with timers around the objective's per-epoch
@@ -11,6 +12,11 @@ calls under it, and prints the worker's wall time split into: start-up (imports,
 data), training steps (the fast trainer's epoch graphs, ``train_s`` minus ``trace_s``), tracing
 new graphs (``trace_s``), report + prune per epoch, the rest of the trials (sampling, setting the
 network up), and the time between trials (claiming, recording). Nothing is asserted.
+
+The study gets a fresh name unless ``--name`` gives one (a study of that name in the storage is
+deleted first). Hyperband assigns trials to brackets by hashing the study name, so two runs
+with the same name, study file and trial count train the same trials: use it to compare
+settings, such as ``--report-interval`` (``[reliability] report_interval_s``).
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("study", nargs="?", default="studies/hdpe-mi-hyperband.toml")
     ap.add_argument("--trials", type=int, default=40)
-    ap.add_argument("--storage", help="storage URL (default: a new SQLite file); the study gets a fresh name")
+    ap.add_argument("--storage", help="storage URL (default: a new SQLite file)")
+    ap.add_argument("--name", help="study name (default: a fresh one); an existing study of this name is deleted")
+    ap.add_argument("--report-interval", type=float, help="[reliability] report_interval_s for this run")
     args = ap.parse_args(argv)
 
     t_start = time.perf_counter()
@@ -64,8 +72,16 @@ def main(argv: list[str] | None = None) -> None:
         setattr(WorkerStorage, name, timed(f"    storage.{name}", getattr(WorkerStorage, name)))
 
     config = load_study_config(args.study)
-    config = dataclasses.replace(config, name=f"{config.name}-worker-time-{time.time_ns()}")
+    config = dataclasses.replace(config, name=args.name or f"{config.name}-worker-time-{time.time_ns()}")
+    if args.report_interval is not None:
+        config = dataclasses.replace(config, reliability=dataclasses.replace(
+            config.reliability, report_interval_s=args.report_interval))
     url = args.storage or f"sqlite:///{tempfile.mkdtemp(prefix='optmpp-wt-')}/wt.db"
+    if args.name:
+        try:
+            optuna.delete_study(study_name=args.name, storage=url)
+        except KeyError:
+            pass
     prepare_study(config, url, args.trials, log=lambda m: None)
     t0 = time.perf_counter()
     run_worker(config, url, n_trials=args.trials, threads=1, log=lambda m: None, verbose=False)
@@ -88,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
         ("between trials (claim, record)", span - attr["wall_time_s"]),
     ]
     print(f"# {args.study}: {len(trials)} trials, {epochs} epochs, 1 worker, {url.split(':')[0]}; "
-          f"worker wall {wall:.1f} s (process before it: {t0 - t_start:.1f} s of imports)")
+          f"worker wall {wall:.1f} s (process before it: {t0 - t_start:.1f} s of imports); "
+          f"report_interval_s {config.reliability.report_interval_s:g}; best {study.best_value:.6g}")
     print("| where | seconds | share of the worker's wall | per epoch (ms) |")
     print("|---|---|---|---|")
     for label, seconds in rows:
