@@ -212,7 +212,8 @@ def run_optmpp(case: str, seed: int, args: argparse.Namespace, workers: int, alg
         if t.datetime_start is not None and w is not None:
             first[w] = min(first.get(w, t.datetime_start), t.datetime_start)
     startup = sum((d - started).total_seconds() for d in first.values())
-    best = study.best_trial
+    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    best = min(complete, key=lambda t: float(t.value)) if complete else None  # None: every trial pruned
     # KerasTuner's best score is over every trial, however few epochs it trained (a Hyperband
     # bracket's 1- and 3-epoch trials count); the same definition here: any trial, any epoch
     seen = [v for t in study.trials for v in t.intermediate_values.values() if v == v]
@@ -223,9 +224,9 @@ def run_optmpp(case: str, seed: int, args: argparse.Namespace, workers: int, alg
             # in the epoch graphs, tracing new graphs, start-up before the first trial
             "step_share": (graphs - tracing) / (workers * wall), "trace_share": tracing / (workers * wall),
             "startup_share": startup / (workers * wall),
-            "best_val": min(seen, default=float(best.value)), "best_complete": float(best.value),
-            "params": dict(best.params),
-            "retrain_epochs": int(best.user_attrs.get("best_epoch") or best.user_attrs["epochs"])}
+            "best_val": min(seen, default=math.nan), "best_complete": float(best.value) if best else math.nan,
+            "params": dict(best.params) if best else None,
+            "retrain_epochs": int(best.user_attrs.get("best_epoch") or best.user_attrs["epochs"]) if best else 0}
 
 
 def test_r2(objective: Any, result: dict[str, Any], seed: int, key: str) -> float:
@@ -331,7 +332,7 @@ def main() -> None:
                 r = run_optmpp(args.case, seed, args, how, algo,
                                kt_epochs["hyperband"] if algo != "random" else None, url)
             r.update(seed=seed, algo=algo, workers=1 if tool == "kt" else how)
-            if not args.no_retrain:
+            if not args.no_retrain and r["params"] is not None:  # (no complete trial: nothing to retrain)
                 r["test_r2"] = test_r2(objective, r, seed, CASES[args.case]["r2"])
             runs.append(r)
             print(f"seed {seed} | {r['tool']:<32} | {r['wall_s']:7.1f} s | {r['epochs']:5d} epochs | "
@@ -350,7 +351,8 @@ def main() -> None:
     tools = list(dict.fromkeys(r["tool"] for r in runs))
     keys = ("wall_s", "epochs", "trials", "train_share", "step_share", "trace_share", "startup_share",
             "best_val", "best_complete", "test_r2")
-    med = {t: {k: statistics.median([r[k] for r in runs if r["tool"] == t])
+    # (a search that completed no trial has no best_complete: the median is over the others)
+    med = {t: {k: statistics.median([r[k] for r in runs if r["tool"] == t and r[k] == r[k]])
                for k in keys if all(k in r for r in runs if r["tool"] == t)}
            for t in tools}
     for t in tools:
