@@ -212,8 +212,10 @@ def run_optmpp(case: str, seed: int, args: argparse.Namespace, workers: int, alg
         if t.datetime_start is not None and w is not None:
             first[w] = min(first.get(w, t.datetime_start), t.datetime_start)
     startup = sum((d - started).total_seconds() for d in first.values())
-    complete = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE]
-    best = min(complete, key=lambda t: float(t.value)) if complete else None  # None: every trial pruned
+    try:
+        best = study.best_trial
+    except ValueError:  # no complete trial: every trial was pruned within the budget
+        best = None
     # KerasTuner's best score is over every trial, however few epochs it trained (a Hyperband
     # bracket's 1- and 3-epoch trials count); the same definition here: any trial, any epoch
     seen = [v for t in study.trials for v in t.intermediate_values.values() if v == v]
@@ -332,8 +334,8 @@ def main() -> None:
                 r = run_optmpp(args.case, seed, args, how, algo,
                                kt_epochs["hyperband"] if algo != "random" else None, url)
             r.update(seed=seed, algo=algo, workers=1 if tool == "kt" else how)
-            if not args.no_retrain and r["params"] is not None:  # (no complete trial: nothing to retrain)
-                r["test_r2"] = test_r2(objective, r, seed, CASES[args.case]["r2"])
+            if not args.no_retrain:  # (no complete trial: nothing to retrain)
+                r["test_r2"] = test_r2(objective, r, seed, CASES[args.case]["r2"]) if r["params"] else math.nan
             runs.append(r)
             print(f"seed {seed} | {r['tool']:<32} | {r['wall_s']:7.1f} s | {r['epochs']:5d} epochs | "
                   f"{r['trials']:4d} trials | {100 * r['train_share']:5.1f}% training"
@@ -352,7 +354,7 @@ def main() -> None:
     keys = ("wall_s", "epochs", "trials", "train_share", "step_share", "trace_share", "startup_share",
             "best_val", "best_complete", "test_r2")
     # (a search that completed no trial has no best_complete: the median is over the others)
-    med = {t: {k: statistics.median([r[k] for r in runs if r["tool"] == t and r[k] == r[k]])
+    med = {t: {k: statistics.median([r[k] for r in runs if r["tool"] == t and r[k] == r[k]] or [math.nan])
                for k in keys if all(k in r for r in runs if r["tool"] == t)}
            for t in tools}
     for t in tools:
