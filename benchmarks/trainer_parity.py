@@ -54,6 +54,43 @@ def summary(ratios: list[float]) -> str:
             f"{statistics.median(ratios):.3f} | {lower} of {n}")
 
 
+def repeat_table(epochs: int, warm_start: int, keras_runs: list[list[list[float]]],
+                 fast_runs: list[list[list[float]]]) -> None:
+    """Per epoch and trainer: how much one configuration's best-so-far score varies between runs
+    (median over configurations of the sd of its log over the repeats), and how well one run's score
+    at that epoch ranks the configurations by their quality (Spearman correlation with the mean log
+    final best of all the *other* runs of both trainers): what a Hyperband rung relies on."""
+    import numpy as np
+
+    def best_so_far(curve: list[float], e: int) -> float:
+        return math.log(min(curve[: e + 1]))
+
+    n_rep = len(keras_runs[0])
+    print(f"\n{n_rep} runs per configuration and trainer (same initial weights, other random streams)\n")
+    print("| epoch | sd of a configuration's log best so far: Keras | fast | Spearman, one run's score vs "
+          "the configuration's quality: Keras | fast |")
+    print("|---|---|---|---|---|")
+    for e in range(epochs):
+        sd = {name: statistics.median(statistics.stdev(best_so_far(c, e) for c in runs) for runs in all_runs)
+              for name, all_runs in (("keras", keras_runs), ("fast", fast_runs))}
+        rho = {}
+        for name, all_runs in (("keras", keras_runs), ("fast", fast_runs)):
+            scores, quality = [], []
+            for ci, runs in enumerate(all_runs):
+                for r, curve in enumerate(runs):
+                    others = [best_so_far(c, epochs - 1) for rr, c in enumerate(keras_runs[ci]) if not (name == "keras" and rr == r)]
+                    others += [best_so_far(c, epochs - 1) for rr, c in enumerate(fast_runs[ci]) if not (name == "fast" and rr == r)]
+                    scores.append(best_so_far(curve, e))
+                    quality.append(statistics.fmean(others))
+            # one correlation per repeat index, then their mean: each is a ranking a search could make
+            per = []
+            for r in range(n_rep):
+                idx = [ci * n_rep + r for ci in range(len(all_runs))]
+                per.append(stats.spearmanr(np.take(scores, idx), np.take(quality, idx)).statistic)
+            rho[name] = statistics.fmean(per)
+        print(f"| {warm_start + e + 1} | {sd['keras']:.3f} | {sd['fast']:.3f} | {rho['keras']:.3f} | {rho['fast']:.3f} |")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--configs", type=int, default=120)
@@ -62,7 +99,13 @@ def main() -> None:
     ap.add_argument("--json", help="write every configuration's parameters and both loss curves to this file")
     ap.add_argument("--warm-start", type=int, default=0, metavar="K",
                     help="first train K epochs with fit; both trainers continue from its best epoch's weights")
+    ap.add_argument("--repeats", type=int, default=1, metavar="R",
+                    help="train each configuration R times per trainer (other random streams, same initial "
+                    "weights) and compare how much a configuration's score varies and how well an early "
+                    "epoch's score ranks the configurations")
     args = ap.parse_args()
+    if args.repeats < 1 or args.configs < 2 or args.epochs < 1:
+        ap.error("--repeats and --epochs must be >= 1, --configs >= 2")
 
     import optuna
 
@@ -96,6 +139,9 @@ def main() -> None:
     all_params: list[dict[str, Any]] = []
     keras_val: list[list[float]] = []
     fast_val: list[list[float]] = []
+    # with --repeats: every run's curve, per configuration (repeat 0 is the run in keras_val / fast_val)
+    keras_runs: list[list[list[float]]] = []
+    fast_runs: list[list[list[float]]] = []
     seconds = {"keras": 0.0, "fast": 0.0}
     for k in range(args.configs):
         params = objective.suggest(study.ask())
@@ -118,6 +164,22 @@ def main() -> None:
         seconds["fast"] += time.perf_counter() - t0
         keras_val.append([float(v) for v in hist.history["val_loss"]])
         fast_val.append([float(v) for v in fast["val_loss"]])
+        keras_runs.append([keras_val[-1]])
+        fast_runs.append([fast_val[-1]])
+        for r in range(1, args.repeats):  # same initial weights, other batch orders and dropout masks
+            stream = args.seed * 100_003 + k + 7_919 * r
+            keras.backend.clear_session(free_memory=False)
+            again = objective.build(params)
+            again.set_weights([start[1][f"w{i}"] for i in range(len(again.get_weights()))])
+            keras.utils.set_random_seed(stream)
+            t0 = time.perf_counter()
+            h = again.fit(x, y, validation_data=(xv, yv), epochs=args.epochs, batch_size=64, verbose=0)
+            seconds["keras"] += time.perf_counter() - t0
+            t0 = time.perf_counter()
+            f = trainer.train(objective.fast_net(params), args.epochs, stream, resume=start)
+            seconds["fast"] += time.perf_counter() - t0
+            keras_runs[-1].append([float(v) for v in h.history["val_loss"]])
+            fast_runs[-1].append([float(v) for v in f["val_loss"]])
         if (k + 1) % 10 == 0:
             print(f"# {k + 1} configurations: {seconds['keras']:.0f} s in fit, {seconds['fast']:.0f} s in the fast "
                   "trainer", flush=True)
@@ -153,9 +215,11 @@ def main() -> None:
 
     print(f"epoch-to-epoch jitter of the validation loss (median sd of log ratios, epochs {args.epochs // 2 + 1}-"
           f"{args.epochs}): Keras {jitter(keras_val):.3f}, fast {jitter(fast_val):.3f}")
+    if args.repeats > 1:
+        repeat_table(args.epochs, args.warm_start, keras_runs, fast_runs)
     if args.json:
         Path(args.json).write_text(json.dumps([{"params": p, "keras": kv, "fast": f} for p, kv, f in
-                                               zip(all_params, keras_val, fast_val)], indent=1))
+                                               zip(all_params, keras_runs, fast_runs)], indent=1))
     print(f"\n# time: {seconds['keras']:.1f} s in Keras fit, {seconds['fast']:.1f} s in the fast trainer "
           f"({trainer.traces} traces)")
 

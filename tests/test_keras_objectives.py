@@ -248,3 +248,23 @@ def test_fast_trainer_takes_kerass_adam_steps(real_data: Path) -> None:
         trainer.train(given, 3, 7, resume=start_state(start.weights))
         diff = max(float(np.max(np.abs(a - b))) for a, b in zip(given.weights, model.get_weights()))
         assert diff < 1e-3 * moved, (lr, moved, diff)
+
+
+def test_a_resume_state_can_start_several_runs(real_data: Path) -> None:
+    """Training twice from one ``start_state`` gives two histories of their own (the state's lists
+    are not appended to), and other seeds give other curves from the same weights."""
+    from optmpp.objectives import make_objective
+    from optmpp.objectives.fast_train import DenseNet, FastTrainer, start_state
+
+    obj = make_objective("hdpe-mi-dnn", {"max_epochs": 3})
+    tr, va = obj.split["train"], obj.split["val"]
+    trainer = FastTrainer(obj.inputs[tr][:256], obj.y[tr][:256], obj.inputs[va][:64], obj.y[va][:64], 64)
+    first = DenseNet(units=[32], alphas=[0.1], dropouts=[0.2], learning_rate=1e-3)
+    first.init((obj.inputs.shape[1],), 0)
+    start = start_state(first.weights)
+    runs = [trainer.train(DenseNet(units=[32], alphas=[0.1], dropouts=[0.2], learning_rate=1e-3), 3, seed,
+                          resume=start) for seed in (1, 2, 1)]
+    assert [len(h["val_loss"]) for h in runs] == [3, 3, 3]
+    assert start[0]["val_loss"] == [] and start[0]["train_loss"] == []
+    assert runs[0]["val_loss"] == runs[2]["val_loss"]  # same seed, same weights: the same run
+    assert runs[0]["val_loss"] != runs[1]["val_loss"]

@@ -382,7 +382,8 @@ class FastTrainer:
                 m, v = [tf.zeros_like(w) for w in weights], [tf.zeros_like(w) for w in weights]
                 t = tf.constant(0.0)
             for k in ("train_loss", "val_loss", "best_epoch", "best_val", "epochs"):
-                history[k] = meta[k]
+                # copies: this call appends to its histories, and a resume state may be used again
+                history[k] = list(meta[k]) if isinstance(meta[k], list) else meta[k]
             history["resumed_from"] = int(meta["epochs"])
             start = int(meta["epochs"]) + 1
         try:
