@@ -52,6 +52,13 @@ TUNED_20MIN = {  # RESULTS.md section 7: trial 70 of studies/tg-cnn-20min.toml, 
 }
 
 
+def extra_trees_errors(x: np.ndarray, y: np.ndarray, fit: np.ndarray, test: np.ndarray) -> np.ndarray:
+    """The reference model (ExtraTrees, 300 trees) fitted on ``fit``: its errors on ``test``."""
+    from sklearn.ensemble import ExtraTreesRegressor
+
+    return ExtraTreesRegressor(300, random_state=0, n_jobs=2).fit(x[fit], y[fit]).predict(x[test]) - y[test]
+
+
 def spread(name: str, values: list[float]) -> str:
     q = np.percentile(values, [25, 75])
     hits = sum(v <= PAPER_RMSE_K for v in values)
@@ -104,8 +111,6 @@ def main(argv: list[str] | None = None) -> None:
     if args.split_seeds < 1 or args.seeds < 1 or args.epochs < 1:
         ap.error("--split-seeds, --seeds and --epochs must be >= 1")
 
-    from sklearn.ensemble import ExtraTreesRegressor
-
     from optmpp.objectives import make_objective
 
     cnn = not args.no_cnn
@@ -130,7 +135,7 @@ def main(argv: list[str] | None = None) -> None:
         fit, test = np.concatenate([sp["train"], sp["val"]]), sp["test"]
         seen = obj.seen_in_training("test")
         counts = obj.inputs.sum(axis=1).reshape(len(y), -1)  # token counts
-        err = ExtraTreesRegressor(300, random_state=0, n_jobs=2).fit(counts[fit], y[fit]).predict(counts[test]) - y[test]
+        err = extra_trees_errors(counts, y, fit, test)
         ref.append(rmse(err))
         ref_unseen.append(rmse(err[~seen]))
         row = f"| {split} | {int(seen.sum())} | {ref[-1]:.1f} | {ref_unseen[-1]:.1f} |"
@@ -138,13 +143,12 @@ def main(argv: list[str] | None = None) -> None:
             if features is None:  # the same molecules in every split
                 features = rdkit_features(list(obj.table.smiles))
             fps, desc = features
-            preds = [
-                ExtraTreesRegressor(300, random_state=0, n_jobs=2).fit(fps[fit], y[fit]).predict(fps[test]),
-                ExtraTreesRegressor(300, random_state=0, n_jobs=2).fit(desc[fit], y[fit]).predict(desc[test]),
-                tanimoto_ridge(fps, y, fit, test),
+            errors = [
+                extra_trees_errors(fps, y, fit, test),
+                extra_trees_errors(desc, y, fit, test),
+                tanimoto_ridge(fps, y, fit, test) - y[test],
             ]
-            for name, pred in zip(extra_names, preds):
-                e = pred - y[test]
+            for name, e in zip(extra_names, errors):
                 extra.setdefault(name, []).append(rmse(e))
                 extra.setdefault(f"{name}, unseen test molecules", []).append(rmse(e[~seen]))
                 row += f" {rmse(e):.1f} | {rmse(e[~seen]):.1f} |"

@@ -96,7 +96,8 @@ def main() -> None:
     ap.add_argument("--configs", type=int, default=120)
     ap.add_argument("--epochs", type=int, default=9)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--json", help="write every configuration's parameters and both loss curves to this file")
+    ap.add_argument("--json", help="write every configuration's parameters and both trainers' loss curves "
+                    "(a list of --repeats runs each) to this file")
     ap.add_argument("--warm-start", type=int, default=0, metavar="K",
                     help="first train K epochs with fit; both trainers continue from its best epoch's weights")
     ap.add_argument("--repeats", type=int, default=1, metavar="R",
@@ -155,7 +156,8 @@ def main() -> None:
                       callbacks=[best_weights])
             model = objective.build(params)  # a new model and a new Adam, as KerasTuner rebuilds it
             model.set_weights(best_weights.weights)
-        start = start_state(model.get_weights())
+        initial = model.get_weights()
+        start = start_state(initial)
         t0 = time.perf_counter()
         hist = model.fit(x, y, validation_data=(xv, yv), epochs=args.epochs, batch_size=64, verbose=0)
         seconds["keras"] += time.perf_counter() - t0
@@ -170,7 +172,7 @@ def main() -> None:
             stream = args.seed * 100_003 + k + 7_919 * r
             keras.backend.clear_session(free_memory=False)
             again = objective.build(params)
-            again.set_weights([start[1][f"w{i}"] for i in range(len(again.get_weights()))])
+            again.set_weights(initial)
             keras.utils.set_random_seed(stream)
             t0 = time.perf_counter()
             h = again.fit(x, y, validation_data=(xv, yv), epochs=args.epochs, batch_size=64, verbose=0)
