@@ -5,7 +5,9 @@ training + validation parts for the epochs the trial trained (its best epoch whe
 restores the best weights), once per seed; the test metrics are reported as mean ± std over
 seeds, in the layout of the paper's Tables 9 and 11. The first seed's model is saved under
 ``runs/models/<study>/`` with everything ``optmpp predict`` needs (``optmpp-model.json``), the
-metrics (``metrics.json``, ``metrics.csv``) and a parity plot (``parity.png``).
+metrics (``metrics.json``, ``metrics.csv``) and a parity plot (``parity.png``). With
+``ensemble``, the saved model is instead the seeds' models averaged (one Keras model; the
+prediction is the mean of theirs), and its test metrics are reported beside the per-seed ones.
 
 A study file whose objective is a fixed ``paper-baseline`` model has nothing to tune: ``best``
 trains that model directly, without a storage.
@@ -54,6 +56,7 @@ class BestResult:
     target: str = "target"
     scaled: bool = True  # False: the model is trained on the target in its units
     predictions: list[tuple[list[float], list[float]]] = field(default_factory=list)  # (true, pred) per seed
+    ensemble: dict[str, float] | None = None  # test metrics of the seeds' averaged prediction
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -79,16 +82,21 @@ def format_metrics_table(result: BestResult) -> str:
     has_units = any(k.endswith("_units") for k in result.mean)
     both = has_units and result.scaled
     first = "standardised target" if result.scaled else result.target
-    lines = [head, "", f"| metric | {first} |" + (f" {result.target} |" if both else ""),
-             "|---|---|" + ("---|" if both else "")]
+    ens = result.ensemble
+    columns = [first] + ([result.target] if both else [])
+    if ens is not None:
+        columns += [f"{c}, mean of the {n} seeds' predictions" for c in columns]
+    lines = [head, "", "| metric | " + " | ".join(columns) + " |", "|---|" + "---|" * len(columns)]
     for key, label in METRIC_ROWS:
         if key not in result.mean:
             continue
-        cells = [f"{_fmt(result.mean[key])} ± {_fmt(result.std[key])}" if n > 1 else _fmt(result.mean[key])]
-        if both:
-            k2 = f"{key}_units"
-            cells.append(f"{_fmt(result.mean[k2])} ± {_fmt(result.std[k2])}" if n > 1 else _fmt(result.mean[k2]))
+        keys = [key] + ([f"{key}_units"] if both else [])
+        cells = [f"{_fmt(result.mean[k])} ± {_fmt(result.std[k])}" if n > 1 else _fmt(result.mean[k]) for k in keys]
+        if ens is not None:
+            cells += [_fmt(ens[k]) if k in ens else "" for k in keys]
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    if ens is not None:
+        lines += ["", f"The saved model is the ensemble: it predicts the mean of the {n} seeds' models."]
     return "\n".join(lines)
 
 
@@ -143,19 +151,25 @@ def retrain_best(
     save: bool = True,
     log: Callable[[str], None] = print,
     first_seed: int = 0,
+    ensemble: bool = False,
 ) -> BestResult:
     """Retrain the best trial of ``config``'s study (or its fixed baseline model).
 
     Seeds ``first_seed`` .. ``first_seed + seeds - 1``; with ``save``, the first seed's model,
-    its metadata, the metrics and a parity plot are written to ``out_dir``.
+    its metadata, the metrics and a parity plot are written to ``out_dir``. With ``ensemble``
+    (two or more seeds), the seeds' models averaged are scored and saved instead of the first.
     """
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
+    if ensemble and seeds < 2:
+        raise ConfigError(f"--ensemble averages several retrained seeds: give --seeds 2 or more (got {seeds})")
     t0 = time.monotonic()
     objective = make_objective(config.objective.name, config.objective.options, config.path)
     evaluate = getattr(objective, "evaluate", None)
     if evaluate is None:
         raise ConfigError(f"objective {config.objective.name!r} has no evaluate(params) method")
+    if ensemble and not callable(getattr(objective, "ensemble", None)):
+        raise ConfigError(f"objective {config.objective.name!r} cannot average models (it has no ensemble(evaluations) method)")
     options = getattr(objective, "options", None)
     fixed = getattr(options, "model", None) == "paper-baseline"
     if fixed:
@@ -192,11 +206,16 @@ def retrain_best(
     table = getattr(objective, "table", None)
     result.target = str(getattr(table, "target", None) or getattr(getattr(objective, "options", None), "target", "target"))
     result.scaled = tuple(getattr(objective, "y_scale", (None, None))) != (0.0, 1.0)
+    first = evaluations[0]
+    if ensemble:
+        first = objective.ensemble(evaluations)
+        result.ensemble = dict(first.metrics)
+        shown = ", ".join(f"{k} {_fmt(v)}" for k, v in first.metrics.items() if not k.endswith("_units"))
+        log(f"  mean of the {seeds} seeds' predictions: {shown}")
     if save:
         out = Path(out_dir) if out_dir else Path("runs") / "models" / config.name
         out.mkdir(parents=True, exist_ok=True)
         result.out_dir = out
-        first = evaluations[0]
         card: dict[str, Any] = {"format": "optmpp-model/1"}
         if hasattr(objective, "save"):
             card.update(objective.save(first, out))
@@ -209,7 +228,8 @@ def retrain_best(
             "trial": trial_number,
             "params": params,
             "epochs": epochs,
-            "seed_of_saved_model": first_seed,
+            "seed_of_saved_model": None if ensemble else first_seed,
+            "ensemble_of_seeds": seed_list if ensemble else None,
             "test_metrics": first.metrics,
             "versions": {"optmpp": __version__, "python": platform.python_version()},
         })
@@ -222,13 +242,16 @@ def retrain_best(
                 w.writerow([seed, *(m[k] for k in keys)])
             w.writerow(["mean", *(mean[k] for k in keys)])
             w.writerow(["std", *(std[k] for k in keys)])
+            if result.ensemble is not None:
+                w.writerow(["ensemble", *(result.ensemble.get(k, "") for k in keys)])
         result.files = [MODEL_CARD, "metrics.json", "metrics.csv"]
         if "model_file" in card:
             result.files.insert(0, card["model_file"])
         if first.y_true is not None and first.y_pred is not None:
             m = first.metrics
             r2, rmse = m.get("r2_units", m.get("r2")), m.get("rmse_units", m.get("rmse"))
-            title = f"{config.name}: test R² {r2:.4f}, RMSE {rmse:.4g} (seed {first_seed})"
+            which = f"mean of seeds {seed_list[0]}-{seed_list[-1]}" if ensemble else f"seed {first_seed}"
+            title = f"{config.name}: test R² {r2:.4f}, RMSE {rmse:.4g} ({which})"
             parity_plot(out / "parity.png", first.y_true, first.y_pred, title, card.get("target", "y"))
             result.files.append("parity.png")
     result.seconds = time.monotonic() - t0

@@ -112,7 +112,7 @@ def cmd_best(args: argparse.Namespace) -> int:
 
     config, url = _load(args)
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    result = retrain_best(config, url, seeds=args.seeds, out_dir=args.out, log=log)
+    result = retrain_best(config, url, seeds=args.seeds, out_dir=args.out, log=log, ensemble=args.ensemble)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2, default=str))
     else:
@@ -327,6 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     common(b, storage_help)
     b.add_argument("--seeds", type=int, default=1, help="retrain with this many seeds (mean ± std)")
     b.add_argument("--out", help="model directory (default runs/models/<study>)")
+    b.add_argument("--ensemble", action="store_true",
+                   help="save the mean of the --seeds models as one model (and report its test metrics)")
     b.set_defaults(func=cmd_best)
 
     pr = sub.add_parser("predict", help="predict new inputs with a model saved by `best`")

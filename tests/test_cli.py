@@ -155,3 +155,45 @@ def test_plots_writes_optunas_figures(tmp_path: Path) -> None:
     for name in ("history.png", "intermediate.png", "importances.png"):
         data = (tmp_path / "figs" / name).read_bytes()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
+
+
+def test_best_ensemble_saves_the_mean_of_the_seeds(tmp_path: Path, real_data: Path) -> None:
+    study = tmp_path / "mlp.toml"
+    study.write_text('name = "mlp-ens"\nn_trials = 3\nalgorithm = "random"\n'
+                     '[objective]\nname = "hdpe-mi-mlp"\nmax_epochs = 4\nunits = [16, 32]\n')
+    url = f"sqlite:///{tmp_path}/e.db"
+    assert run_cli("run", str(study), "--storage", url, "-q").returncode == 0
+    out = run_cli("best", str(study), "--storage", url, "--ensemble")
+    assert out.returncode == 2 and "--ensemble averages several retrained seeds: give --seeds 2 or more" in out.stderr
+    models = tmp_path / "models"
+    out = run_cli("best", str(study), "--storage", url, "--seeds", "3", "--ensemble", "--out", str(models))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "mean of the 3 seeds' predictions" in out.stdout and "The saved model is the ensemble" in out.stdout
+    assert "mean of the 3 seeds' predictions: loss" in out.stderr  # progress line
+    card = json.loads((models / "optmpp-model.json").read_text())
+    assert card["ensemble_of_seeds"] == [0, 1, 2] and card["seed_of_saved_model"] is None
+    saved = json.loads((models / "metrics.json").read_text())
+    assert card["test_metrics"] == saved["ensemble"]
+    # the mean prediction's RMSE is at most the seeds' mean RMSE (the norm is convex)
+    assert saved["ensemble"]["rmse_units"] <= saved["mean"]["rmse_units"] + 1e-9
+    rows = (models / "metrics.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in rows] == ["seed", "0", "1", "2", "mean", "std", "ensemble"]
+    # `predict` uses the ensemble: its prediction is the mean of the three seeds' models
+    import pickle
+
+    import numpy as np
+
+    with open(models / "model.pkl", "rb") as fh:
+        ens = pickle.load(fh)
+    assert len(ens.models) == 3
+    lines = (real_data / "HDPE_LG_Plant_Data.csv").read_text().splitlines()
+    new = tmp_path / "new.csv"
+    new.write_text("\n".join(lines[:11]) + "\n")
+    out = run_cli("predict", str(models), str(new))
+    assert out.returncode == 0, out.stderr[-2000:]
+    pred = np.array([float(line.rsplit(",", 1)[1]) for line in out.stdout.splitlines()[1:]])
+    header = lines[0].split(",")
+    X = np.array([[float(line.split(",")[header.index(c)]) for c in card["features"]] for line in lines[1:11]])
+    xs = (X - np.array(card["x_scaler"]["mean"])) / np.array(card["x_scaler"]["scale"])
+    members = np.mean([m.predict(xs.astype(np.float32)) for m in ens.models], axis=0)
+    np.testing.assert_allclose(pred, members * card["y_scaler"]["scale"] + card["y_scaler"]["mean"], rtol=1e-5)

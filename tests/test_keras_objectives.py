@@ -268,3 +268,25 @@ def test_a_resume_state_can_start_several_runs(real_data: Path) -> None:
     assert start[0]["val_loss"] == [] and start[0]["train_loss"] == []
     assert runs[0]["val_loss"] == runs[2]["val_loss"]  # same seed, same weights: the same run
     assert runs[0]["val_loss"] != runs[1]["val_loss"]
+
+
+def test_an_ensemble_of_seeds_is_one_standard_keras_model(tmp_path: Path, real_data: Path) -> None:
+    """`optmpp best --ensemble`: the seeds' models averaged in one Keras file that loads as usual."""
+    import keras
+
+    from optmpp.objectives import make_objective
+
+    obj = make_objective("tg-cnn", {"max_epochs": 2, "batch_size": 32})
+    params = {"conv_blocks": 1, "filters_1": 8, "kernel_1": 3, "dense_blocks": 1, "units_1": 16,
+              "dropout_1": 0.1, "learning_rate": 1e-3}
+    evs = [obj.evaluate(params, seed=s, epochs=2) for s in (0, 1, 2)]
+    ens = obj.ensemble(evs)
+    np.testing.assert_allclose(ens.y_pred, np.mean([ev.y_pred for ev in evs], axis=0), atol=1e-3)  # K
+    assert ens.metrics["rmse_units"] <= np.mean([ev.metrics["rmse_units"] for ev in evs]) + 1e-6
+    assert "rmse_unseen_units" in ens.metrics  # scored as a single model is
+    card = obj.save(ens, tmp_path)
+    loaded = keras.models.load_model(tmp_path / card["model_file"])
+    x = obj.inputs[obj.split["test"]]
+    np.testing.assert_allclose(loaded.predict(x, verbose=0).ravel(), ens.model.predict(x, verbose=0).ravel(), atol=1e-6)
+    with pytest.raises(ValueError, match="two or more"):
+        obj.ensemble(evs[:1])

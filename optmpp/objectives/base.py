@@ -17,6 +17,11 @@ dataclass of options) and returns an *objective*:
     data and return test-set metrics (``loss``, ``mae``, ``mape``, ``rmse``, ``r2``) and the
     fitted model.
 
+``objective.ensemble(evaluations) -> Evaluation`` (optional; ``optmpp best --ensemble``)
+    One model that predicts the mean of the ``evaluations``' models (the same parameters
+    retrained with several seeds), scored on the test part like ``evaluate``'s; ``save`` must
+    accept it.
+
 Optional attributes: ``direction`` (``"minimize"``, the default, or ``"maximize"``) and
 ``max_budget`` (epochs of a full trial; Hyperband's ``max_resource``).
 """
@@ -41,6 +46,7 @@ if TYPE_CHECKING:
 __all__ = [
     "Checkpoint",
     "Evaluation",
+    "MeanOfModels",
     "Objective",
     "enable_checkpoints",
     "origin_number",
@@ -61,6 +67,18 @@ class Objective(Protocol):
     def __call__(self, trial: optuna.Trial) -> float: ...
 
     def evaluate(self, params: dict[str, Any], seed: int = 0) -> Evaluation: ...
+
+
+class MeanOfModels:
+    """Fitted models whose prediction is the mean of theirs (scikit-learn style, picklable)."""
+
+    def __init__(self, models: list[Any]) -> None:
+        if len(models) < 2:
+            raise ValueError("an ensemble needs two or more models")
+        self.models = list(models)
+
+    def predict(self, x: Any) -> np.ndarray:
+        return np.mean([np.asarray(m.predict(x), dtype=float).ravel() for m in self.models], axis=0)
 
 
 @dataclass

@@ -262,8 +262,6 @@ class KerasRegressionObjective:
 
     def evaluate(self, params: dict[str, Any], seed: int = 0, epochs: int | None = None) -> Any:
         """Retrain on train + validation for ``epochs`` (default: max) and score the test part."""
-        from optmpp.objectives.base import Evaluation, scaled_and_unit_metrics
-
         epochs = epochs or self.options.max_epochs
         fit_idx = np.concatenate([self.split["train"], self.split["val"]])
         net = self.fast_net(params)
@@ -279,14 +277,38 @@ class KerasRegressionObjective:
             history = trainer.train(net, epochs, self.options.seed + seed)
             model = net.to_keras(self.inputs.shape[1:])
             extra.update(train_loss=history["train_loss"], epochs=history["epochs"])
+        ev = self.score(model, extra)
+        if net is not None:
+            fast = trainer.predict(net, self.inputs[self.split["test"]])
+            pred = (np.asarray(ev.y_pred, float) - self.y_scale[0]) / self.y_scale[1]
+            ev.extra["max_abs_diff_fast_vs_keras"] = float(np.max(np.abs(fast - pred)))
+        return ev
+
+    def score(self, model: Any, extra: dict[str, Any] | None = None) -> Any:
+        """Test-set metrics of a fitted Keras ``model`` (an :class:`Evaluation` holding it)."""
+        from optmpp.objectives.base import Evaluation, scaled_and_unit_metrics
+
         test = self.split["test"]
         pred = np.asarray(model.predict(self.inputs[test], verbose=0, batch_size=4096)).reshape(-1)
-        if net is not None:
-            fast = trainer.predict(net, self.inputs[test])
-            extra["max_abs_diff_fast_vs_keras"] = float(np.max(np.abs(fast - pred)))
         y_true = self.y_raw[test]
         metrics, y_pred = scaled_and_unit_metrics(self.y[test], pred, self.y_scale, y_true)
-        return Evaluation(metrics=metrics, model=model, y_true=y_true, y_pred=y_pred, extra=extra)
+        return Evaluation(metrics=metrics, model=model, y_true=y_true, y_pred=y_pred, extra=dict(extra or {}))
+
+    def ensemble(self, evaluations: list[Any]) -> Any:
+        """One Keras model whose output is the mean of the ``evaluations``' models (retrained
+        seeds of one configuration), scored on the test part like a single model.
+
+        It is a standard functional model (the seeds' models side by side, then ``Average``), so
+        ``keras.models.load_model`` and ``optmpp predict`` use it as they use a single one.
+        """
+        keras = import_keras()
+        models = [ev.model for ev in evaluations]
+        if len(models) < 2:
+            raise ValueError("an ensemble needs two or more models")
+        inp = keras.Input(self.inputs.shape[1:], name="inputs")
+        outs = [keras.Sequential([m], name=f"member_{i}")(inp) for i, m in enumerate(models)]
+        model = keras.Model(inp, keras.layers.Average(name="mean_of_members")(outs), name="ensemble")
+        return self.score(model, {"members": len(models)})
 
     def predictor_meta(self) -> dict[str, Any]:  # pragma: no cover - abstract
         """What ``optmpp predict`` needs besides the model file (columns, scalers, encoding)."""

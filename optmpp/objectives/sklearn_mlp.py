@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from optmpp.objectives.base import Evaluation, parse_options, report_epoch, scaled_and_unit_metrics
+from optmpp.objectives.base import Evaluation, MeanOfModels, parse_options, report_epoch, scaled_and_unit_metrics
 from optmpp.objectives.tabular import TabularData, TabularDataOptions
 
 if TYPE_CHECKING:
@@ -125,10 +125,18 @@ class MLPObjective:
         fit_idx = np.concatenate([self.split["train"], self.split["val"]])
         for _ in range(epochs or self.options.max_epochs):
             self._epoch(model, fit_idx)
+        return self.score(model)
+
+    def score(self, model: Any) -> Evaluation:
+        """Test-set metrics of a fitted ``model`` (anything with ``predict``)."""
         test = self.split["test"]
         y_true = self.data.y_raw[test]
         metrics, y_pred = scaled_and_unit_metrics(self.y[test], model.predict(self.X[test]), self.data.y_scale, y_true)
         return Evaluation(metrics=metrics, model=model, y_true=y_true, y_pred=y_pred)
+
+    def ensemble(self, evaluations: list[Evaluation]) -> Evaluation:
+        """The mean of the ``evaluations``' models (retrained seeds), scored like one model."""
+        return self.score(MeanOfModels([ev.model for ev in evaluations]))
 
 
     def save(self, evaluation: Evaluation, directory: Any) -> dict[str, Any]:

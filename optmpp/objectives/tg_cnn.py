@@ -130,10 +130,10 @@ class TgCNN(KerasRegressionObjective):
                      " molecules (same SMILES)")
         return text
 
-    def evaluate(self, params: dict[str, Any], seed: int = 0, epochs: int | None = None) -> Any:
+    def score(self, model: Any, extra: dict[str, Any] | None = None) -> Any:
         """As the base class; with test molecules that are copies of training ones, also the RMSE
         on the others (``rmse_unseen``), which is what the model does on molecules it never saw."""
-        ev = super().evaluate(params, seed=seed, epochs=epochs)
+        ev = super().score(model, extra)
         seen = self.seen_in_training("test")
         if seen.any() and not seen.all():
             err = (np.asarray(ev.y_pred, float) - np.asarray(ev.y_true, float))[~seen]
