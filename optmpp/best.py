@@ -206,11 +206,11 @@ def retrain_best(
     table = getattr(objective, "table", None)
     result.target = str(getattr(table, "target", None) or getattr(getattr(objective, "options", None), "target", "target"))
     result.scaled = tuple(getattr(objective, "y_scale", (None, None))) != (0.0, 1.0)
-    first = evaluations[0]
+    saved = evaluations[0]
     if ensemble:
-        first = objective.ensemble(evaluations)
-        result.ensemble = dict(first.metrics)
-        shown = ", ".join(f"{k} {_fmt(v)}" for k, v in first.metrics.items() if not k.endswith("_units"))
+        saved = objective.ensemble(evaluations)
+        result.ensemble = dict(saved.metrics)
+        shown = ", ".join(f"{k} {_fmt(v)}" for k, v in saved.metrics.items() if not k.endswith("_units"))
         log(f"  mean of the {seeds} seeds' predictions: {shown}")
     if save:
         out = Path(out_dir) if out_dir else Path("runs") / "models" / config.name
@@ -218,7 +218,7 @@ def retrain_best(
         result.out_dir = out
         card: dict[str, Any] = {"format": "optmpp-model/1"}
         if hasattr(objective, "save"):
-            card.update(objective.save(first, out))
+            card.update(objective.save(saved, out))
         card.update({
             "study": config.name,
             "objective": config.objective.name,
@@ -230,7 +230,7 @@ def retrain_best(
             "epochs": epochs,
             "seed_of_saved_model": None if ensemble else first_seed,
             "ensemble_of_seeds": seed_list if ensemble else None,
-            "test_metrics": first.metrics,
+            "test_metrics": saved.metrics,
             "versions": {"optmpp": __version__, "python": platform.python_version()},
         })
         (out / MODEL_CARD).write_text(json.dumps(card, indent=2, default=str))
@@ -247,12 +247,12 @@ def retrain_best(
         result.files = [MODEL_CARD, "metrics.json", "metrics.csv"]
         if "model_file" in card:
             result.files.insert(0, card["model_file"])
-        if first.y_true is not None and first.y_pred is not None:
-            m = first.metrics
+        if saved.y_true is not None and saved.y_pred is not None:
+            m = saved.metrics
             r2, rmse = m.get("r2_units", m.get("r2")), m.get("rmse_units", m.get("rmse"))
             which = f"mean of seeds {seed_list[0]}-{seed_list[-1]}" if ensemble else f"seed {first_seed}"
             title = f"{config.name}: test R² {r2:.4f}, RMSE {rmse:.4g} ({which})"
-            parity_plot(out / "parity.png", first.y_true, first.y_pred, title, card.get("target", "y"))
+            parity_plot(out / "parity.png", saved.y_true, saved.y_pred, title, card.get("target", "y"))
             result.files.append("parity.png")
     result.seconds = time.monotonic() - t0
     return result

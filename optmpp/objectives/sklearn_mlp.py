@@ -138,7 +138,6 @@ class MLPObjective:
         """The mean of the ``evaluations``' models (retrained seeds), scored like one model."""
         return self.score(MeanOfModels([ev.model for ev in evaluations]))
 
-
     def save(self, evaluation: Evaluation, directory: Any) -> dict[str, Any]:
         """Pickle the fitted model; return what ``optmpp predict`` needs."""
         import pickle
