@@ -8,6 +8,10 @@ seeds, in the layout of the paper's Tables 9 and 11. The first seed's model is s
 metrics (``metrics.json``, ``metrics.csv``) and a parity plot (``parity.png``). With
 ``ensemble``, the saved model is instead the seeds' models averaged (one Keras model; the
 prediction is the mean of theirs), and its test metrics are reported beside the per-seed ones.
+With ``splits`` N >= 2, the same hyperparameters are also retrained and tested on N - 1 other
+random splits of the data (split seeds following the study's), and the spread of the test
+metrics over the N splits is reported: on a few hundred molecules one test part's figure says
+little on its own. The saved model is still the one of the study's split.
 
 A study file whose objective is a fixed ``paper-baseline`` model has nothing to tune: ``best``
 trains that model directly, without a storage.
@@ -57,11 +61,15 @@ class BestResult:
     scaled: bool = True  # False: the model is trained on the target in its units
     predictions: list[tuple[list[float], list[float]]] = field(default_factory=list)  # (true, pred) per seed
     ensemble: dict[str, float] | None = None  # test metrics of the seeds' averaged prediction
+    # with --splits: one row per split seed, the study's first ({"split_seed", "metrics", "ensemble"})
+    splits: list[dict[str, Any]] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
         d.pop("predictions")
         d["out_dir"] = str(self.out_dir) if self.out_dir else None
+        if self.splits:
+            d["split_summary"] = split_summary(self)
         return d
 
 
@@ -98,6 +106,91 @@ def format_metrics_table(result: BestResult) -> str:
     if ens is not None:
         lines += ["", f"The saved model is the ensemble: it predicts the mean of the {n} seeds' models."]
     return "\n".join(lines)
+
+
+SPLIT_COLUMNS = [("rmse", "RMSE"), ("mae", "MAE"), ("r2", "R²"), ("rmse_unseen", "RMSE, unseen molecules")]
+
+
+def split_figures(result: BestResult) -> tuple[str, list[dict[str, float]]]:
+    """Which test figures of each split are summarised (the saved kind of model: the seeds'
+    ensemble with ``--ensemble``, else the mean over seeds), and those figures per split."""
+    kind = "ensemble" if result.ensemble is not None else "metrics"
+    return kind, [row[kind] for row in result.splits]
+
+
+def split_summary(result: BestResult) -> dict[str, dict[str, float]]:
+    """Median, quartiles, min and max of each test metric over the splits."""
+    _, rows = split_figures(result)
+    out: dict[str, dict[str, float]] = {}
+    for key in rows[0] if rows else []:
+        values = np.asarray([r[key] for r in rows if key in r], dtype=float)
+        values = values[np.isfinite(values)]
+        if not len(values):
+            continue
+        q1, med, q3 = np.percentile(values, [25, 50, 75])
+        out[key] = {"median": float(med), "q1": float(q1), "q3": float(q3),
+                    "min": float(values.min()), "max": float(values.max())}
+    return out
+
+
+def format_splits_table(result: BestResult) -> str:
+    """Markdown table of the test metrics split by split, then their median, quartiles and range."""
+    kind, rows = split_figures(result)
+    units = any(k.endswith("_units") for k in rows[0])
+    cols = [(f"{k}_units" if units else k, label) for k, label in SPLIT_COLUMNS]
+    cols = [(k, label) for k, label in cols if k in rows[0]]
+    seeds = [row["split_seed"] for row in result.splits]
+    n_seeds = len(result.seeds)
+    what = (f"the mean of the {n_seeds} seeds' predictions" if kind == "ensemble"
+            else f"mean over {n_seeds} seeds" if n_seeds > 1 else "one seed")
+    unit = f" ({result.target})" if units else ""
+    model = "the fixed model" if result.trial_number is None else f"the hyperparameters of split seed {seeds[0]}"
+    lines = [
+        f"Test metrics over {len(rows)} random splits{unit}, split seeds {seeds[0]}-{seeds[-1]}, {model}; "
+        f"{what} per split",
+        "",
+        "| split seed | " + " | ".join(label for _, label in cols) + " |",
+        "|---|" + "---|" * len(cols),
+    ]
+    for seed, r in zip(seeds, rows):
+        lines.append(f"| {seed} | " + " | ".join(_fmt(r[k]) if k in r else "" for k, _ in cols) + " |")
+    summary = split_summary(result)
+    for label, f in (("median", lambda s: _fmt(s["median"])),
+                     ("quartiles", lambda s: f"{_fmt(s['q1'])} - {_fmt(s['q3'])}"),
+                     ("min - max", lambda s: f"{_fmt(s['min'])} - {_fmt(s['max'])}")):
+        lines.append(f"| **{label}** | " + " | ".join(f(summary[k]) if k in summary else "" for k, _ in cols) + " |")
+    if result.trial_number is not None:
+        lines += ["", f"The hyperparameters were tuned on split seed {seeds[0]}'s validation part. On the other splits"
+                  " some test rows were in that split's training or validation data: the hyperparameters (not the"
+                  " weights) saw them, which can only flatter those splits' figures."]
+    return "\n".join(lines)
+
+
+def _split_options(config: StudyConfig, objective: Any, splits: int) -> int:
+    """Check that ``splits`` other random splits can be drawn; the study's split seed."""
+    if splits < 1:
+        raise ConfigError(f"--splits must be >= 1, got {splits}")
+    options = getattr(objective, "options", None)
+    if splits > 1 and not hasattr(options, "split_seed"):
+        raise ConfigError(f"objective {config.objective.name!r} has no split_seed option: --splits cannot re-split its data")
+    if splits > 1 and getattr(options, "split", "random") != "random":
+        raise ConfigError(f"--splits draws other random splits, but the study's split is {options.split!r}: "
+                          "it has one test part (set split = \"random\" in [objective] to re-split)")
+    return int(getattr(options, "split_seed", 0))
+
+
+def _retrain(evaluate: Callable[..., Any], params: dict[str, Any], seeds: list[int], epochs: int | None,
+             log: Callable[[str], None], prefix: str = "") -> list[Any]:
+    accepts_epochs = "epochs" in inspect.signature(evaluate).parameters
+    evaluations = []
+    for seed in seeds:
+        kwargs = {"epochs": epochs} if accepts_epochs and epochs else {}
+        t = time.monotonic()
+        ev = evaluate(params, seed=seed, **kwargs)
+        evaluations.append(ev)
+        shown = ", ".join(f"{k} {_fmt(v)}" for k, v in ev.metrics.items() if not k.endswith("_units"))
+        log(f"  {prefix}seed {seed}: {shown} ({time.monotonic() - t:.1f} s)")
+    return evaluations
 
 
 def _best_trial(config: StudyConfig, storage_url: str) -> Any:
@@ -152,12 +245,15 @@ def retrain_best(
     log: Callable[[str], None] = print,
     first_seed: int = 0,
     ensemble: bool = False,
+    splits: int = 1,
 ) -> BestResult:
     """Retrain the best trial of ``config``'s study (or its fixed baseline model).
 
     Seeds ``first_seed`` .. ``first_seed + seeds - 1``; with ``save``, the first seed's model,
     its metadata, the metrics and a parity plot are written to ``out_dir``. With ``ensemble``
     (two or more seeds), the seeds' models averaged are scored and saved instead of the first.
+    With ``splits`` >= 2, the same is done on ``splits - 1`` other random splits (test metrics
+    only; ``result.splits``).
     """
     if seeds < 1:
         raise ConfigError(f"--seeds must be >= 1, got {seeds}")
@@ -171,6 +267,7 @@ def retrain_best(
     if ensemble and not callable(getattr(objective, "ensemble", None)):
         raise ConfigError(f"objective {config.objective.name!r} cannot average models (it has no ensemble(evaluations) method)")
     options = getattr(objective, "options", None)
+    split_seed = _split_options(config, objective, splits)
     fixed = getattr(options, "model", None) == "paper-baseline"
     if fixed:
         trial_number, params, epochs = None, {}, getattr(objective, "max_budget", None)
@@ -184,16 +281,8 @@ def retrain_best(
         if getattr(options, "restore_best", False) and trial.user_attrs.get("best_epoch"):
             epochs = trial.user_attrs["best_epoch"]
         log(f"{config.name}: best trial {trial_number} (value {trial.value:.6g}), retraining for {epochs} epochs")
-    accepts_epochs = "epochs" in inspect.signature(evaluate).parameters
-    evaluations = []
     seed_list = list(range(first_seed, first_seed + seeds))
-    for seed in seed_list:
-        kwargs = {"epochs": epochs} if accepts_epochs and epochs else {}
-        t = time.monotonic()
-        ev = evaluate(params, seed=seed, **kwargs)
-        evaluations.append(ev)
-        shown = ", ".join(f"{k} {_fmt(v)}" for k, v in ev.metrics.items() if not k.endswith("_units"))
-        log(f"  seed {seed}: {shown} ({time.monotonic() - t:.1f} s)")
+    evaluations = _retrain(evaluate, params, seed_list, epochs, log)
     per_seed = [dict(ev.metrics) for ev in evaluations]
     keys = list(per_seed[0])
     mean = {k: statistics.fmean(m[k] for m in per_seed) for k in keys}
@@ -212,6 +301,22 @@ def retrain_best(
         result.ensemble = dict(saved.metrics)
         shown = ", ".join(f"{k} {_fmt(v)}" for k, v in saved.metrics.items() if not k.endswith("_units"))
         log(f"  mean of the {seeds} seeds' predictions: {shown}")
+    if splits > 1:
+        result.splits.append({"split_seed": split_seed, "metrics": mean, "ensemble": result.ensemble})
+        for i, s in enumerate(range(split_seed + 1, split_seed + splits), 2):
+            t = time.monotonic()
+            what = "the fixed model" if fixed else f"trial {trial_number}'s hyperparameters"
+            log(f"split seed {s} ({i} of {splits}): retraining {what}")
+            other = make_objective(config.objective.name, {**config.objective.options, "split_seed": s}, config.path)
+            evs = _retrain(other.evaluate, params, seed_list, epochs, log, prefix=f"split {s}, ")
+            row = {"split_seed": s,
+                   "metrics": {k: statistics.fmean(ev.metrics[k] for ev in evs) for k in evs[0].metrics},
+                   "ensemble": dict(other.ensemble(evs).metrics) if ensemble else None}
+            result.splits.append(row)
+            del evs, other
+            fig = row["ensemble"] or row["metrics"]
+            rmse = fig.get("rmse_units", fig["rmse"])
+            log(f"  split seed {s}: test RMSE {_fmt(rmse)} ({time.monotonic() - t:.1f} s)")
     if save:
         out = Path(out_dir) if out_dir else Path("runs") / "models" / config.name
         out.mkdir(parents=True, exist_ok=True)
@@ -245,6 +350,17 @@ def retrain_best(
             if result.ensemble is not None:
                 w.writerow(["ensemble", *(result.ensemble.get(k, "") for k in keys)])
         result.files = [MODEL_CARD, "metrics.json", "metrics.csv"]
+        if result.splits:
+            kind, rows = split_figures(result)
+            with open(out / "splits.csv", "w", newline="") as fh:
+                w = csv.writer(fh)
+                w.writerow(["split_seed", *keys])
+                for row, figures in zip(result.splits, rows):
+                    w.writerow([row["split_seed"], *(figures.get(k, "") for k in keys)])
+                summary = split_summary(result)
+                for stat in ("median", "q1", "q3", "min", "max"):
+                    w.writerow([stat, *(summary[k][stat] if k in summary else "" for k in keys)])
+            result.files.append("splits.csv")
         if "model_file" in card:
             result.files.insert(0, card["model_file"])
         if saved.y_true is not None and saved.y_pred is not None:

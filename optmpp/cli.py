@@ -108,15 +108,18 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
 
 def cmd_best(args: argparse.Namespace) -> int:
-    from optmpp.best import format_metrics_table, retrain_best
+    from optmpp.best import format_metrics_table, format_splits_table, retrain_best
 
     config, url = _load(args)
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
-    result = retrain_best(config, url, seeds=args.seeds, out_dir=args.out, log=log, ensemble=args.ensemble)
+    result = retrain_best(config, url, seeds=args.seeds, out_dir=args.out, log=log, ensemble=args.ensemble,
+                          splits=args.splits)
     if args.json:
         print(json.dumps(result.as_dict(), indent=2, default=str))
     else:
         print(format_metrics_table(result))
+        if result.splits:
+            print("\n" + format_splits_table(result))
         if result.out_dir:
             print(f"\nsaved to {result.out_dir}/: {', '.join(result.files)}")
             print(f"predict with: optmpp predict {result.out_dir} INPUT.csv -o OUT.csv")
@@ -329,6 +332,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--out", help="model directory (default runs/models/<study>)")
     b.add_argument("--ensemble", action="store_true",
                    help="save the mean of the --seeds models as one model (and report its test metrics)")
+    b.add_argument("--splits", type=int, default=1, metavar="N",
+                   help="also retrain the same hyperparameters on N-1 other random splits of the data and report "
+                        "the test metrics' median and spread over the N splits (the saved model stays the study's)")
     b.set_defaults(func=cmd_best)
 
     pr = sub.add_parser("predict", help="predict new inputs with a model saved by `best`")

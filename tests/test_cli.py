@@ -197,3 +197,61 @@ def test_best_ensemble_saves_the_mean_of_the_seeds(tmp_path: Path, real_data: Pa
     xs = (X - np.array(card["x_scaler"]["mean"])) / np.array(card["x_scaler"]["scale"])
     members = np.mean([m.predict(xs.astype(np.float32)) for m in ens.models], axis=0)
     np.testing.assert_allclose(pred, members * card["y_scaler"]["scale"] + card["y_scaler"]["mean"], rtol=1e-5)
+
+
+def test_best_splits_retrains_on_other_random_splits(tmp_path: Path, real_data: Path) -> None:
+    import numpy as np
+
+    from optmpp.objectives import make_objective
+
+    options = {"max_epochs": 4, "units": [16, 32]}
+    study = tmp_path / "mlp.toml"
+    study.write_text('name = "mlp-splits"\nn_trials = 3\nalgorithm = "random"\n'
+                     '[objective]\nname = "hdpe-mi-mlp"\nmax_epochs = 4\nunits = [16, 32]\n')
+    url = f"sqlite:///{tmp_path}/s.db"
+    assert run_cli("run", str(study), "--storage", url, "-q").returncode == 0
+    models = tmp_path / "models"
+    out = run_cli("best", str(study), "--storage", url, "--seeds", "2", "--splits", "3", "--out", str(models))
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "Test metrics over 3 random splits (MI_Plant), split seeds 0-2" in out.stdout
+    assert "split seed 2 (3 of 3): retraining trial" in out.stderr  # progress
+    saved = json.loads((models / "metrics.json").read_text())
+    rows = saved["splits"]
+    assert [r["split_seed"] for r in rows] == [0, 1, 2] and all(r["ensemble"] is None for r in rows)
+    assert rows[0]["metrics"] == saved["mean"]  # the study's split is the usual retrain
+    # another split's figures are those of the objective built on that split, same parameters and seeds
+    params = json.loads((models / "optmpp-model.json").read_text())["params"]
+    other = make_objective("hdpe-mi-mlp", {**options, "split_seed": 2})
+    by_hand = [other.evaluate(params, seed=s, epochs=saved["epochs"]).metrics["rmse_units"] for s in (0, 1)]
+    assert rows[2]["metrics"]["rmse_units"] == pytest.approx(np.mean(by_hand), rel=1e-6)
+    assert len({round(r["metrics"]["rmse_units"], 6) for r in rows}) == 3  # three different test parts
+    rmses = [r["metrics"]["rmse_units"] for r in rows]
+    assert saved["split_summary"]["rmse_units"]["median"] == pytest.approx(np.median(rmses))
+    assert saved["split_summary"]["r2_units"]["min"] == pytest.approx(min(r["metrics"]["r2_units"] for r in rows))
+    csv_rows = (models / "splits.csv").read_text().splitlines()
+    assert [r.split(",")[0] for r in csv_rows] == ["split_seed", "0", "1", "2", "median", "q1", "q3", "min", "max"]
+    # the saved model is still the study split's
+    assert json.loads((models / "optmpp-model.json").read_text())["objective_options"]["split_seed"] == 0
+    # with --ensemble the figures per split are those of the seeds' averaged model
+    out = run_cli("best", str(study), "--storage", url, "--seeds", "2", "--splits", "2", "--ensemble", "--json", "-q")
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout)
+    ens = [r["ensemble"]["rmse_units"] for r in result["splits"]]
+    assert result["splits"][0]["ensemble"] == result["ensemble"]
+    assert result["split_summary"]["rmse_units"]["median"] == pytest.approx(np.mean(ens))  # of two splits
+
+
+def test_best_splits_refuses_what_it_cannot_re_split(tmp_path: Path, real_data: Path) -> None:
+    study = tmp_path / "ordered.toml"
+    study.write_text('name = "mlp-ordered"\nn_trials = 1\nalgorithm = "random"\n'
+                     '[objective]\nname = "hdpe-mi-mlp"\nmax_epochs = 2\nsplit = "ordered"\n')
+    url = f"sqlite:///{tmp_path}/o.db"
+    assert run_cli("run", str(study), "--storage", url, "-q").returncode == 0
+    out = run_cli("best", str(study), "--storage", url, "--splits", "3")
+    assert out.returncode == 2 and "the study's split is 'ordered': it has one test part" in out.stderr
+    assert run_cli("best", str(study), "--storage", url, "--splits", "0").returncode == 2
+    toy = tmp_path / "toy.toml"
+    toy.write_text('name = "toy-splits"\nn_trials = 2\nalgorithm = "random"\n[objective]\nname = "toy_objectives:make"\n')
+    assert run_cli("run", str(toy), "--storage", url, "-q").returncode == 0
+    out = run_cli("best", str(toy), "--storage", url, "--splits", "2")
+    assert out.returncode == 2 and "has no split_seed option: --splits cannot re-split its data" in out.stderr

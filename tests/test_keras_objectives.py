@@ -97,6 +97,10 @@ def test_hdpe_dnn_run_best_predict(tmp_path: Path, real_data: Path) -> None:
     assert out.returncode == 2 and "missing column(s) 'CAT'" in out.stderr
 
 
+def card_split_seed(models: Path) -> int:
+    return json.loads((models / "optmpp-model.json").read_text())["objective_options"]["split_seed"]
+
+
 def test_tg_cnn_run_best_predict(tmp_path: Path, real_data: Path) -> None:
     study = tmp_path / "tg.toml"
     study.write_text(
@@ -109,10 +113,16 @@ def test_tg_cnn_run_best_predict(tmp_path: Path, real_data: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout)["counts"]["finished"] == 4
     models = tmp_path / "models"
-    out = cli("best", str(study), "--storage", url, "--out", str(models), "--json")
+    out = cli("best", str(study), "--storage", url, "--out", str(models), "--json", "--splits", "2")
     assert out.returncode == 0, out.stderr[-3000:]
     best = json.loads(out.stdout)
     assert 0 < best["mean"]["rmse_units"] < 200  # K; Tg spans 178-538 K
+    # --splits 2: the same hyperparameters retrained on split seed 1, whose test part has other molecules
+    (own, other) = best["splits"]
+    assert (own["split_seed"], other["split_seed"]) == (0, 1) and own["metrics"] == best["mean"]
+    assert 0 < other["metrics"]["rmse_units"] < 200 and other["metrics"]["rmse_units"] != own["metrics"]["rmse_units"]
+    assert other["metrics"]["rmse_unseen_units"] > 0
+    assert (models / "splits.csv").exists() and card_split_seed(models) == 0
     # 36 of the 53 test molecules are copies of training ones; the RMSE on the other 17 is
     # reported too, and its squared errors are part of the whole test set's
     for m in best["per_seed"]:

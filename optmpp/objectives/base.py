@@ -23,7 +23,9 @@ dataclass of options) and returns an *objective*:
     accept it.
 
 Optional attributes: ``direction`` (``"minimize"``, the default, or ``"maximize"``) and
-``max_budget`` (epochs of a full trial; Hyperband's ``max_resource``).
+``max_budget`` (epochs of a full trial; Hyperband's ``max_resource``). ``optmpp best --splits``
+needs ``options.split_seed`` (and ``options.split == "random"`` if it has ``split``): it calls the
+factory again with ``split_seed`` changed to test the same parameters on other splits.
 """
 
 from __future__ import annotations
