@@ -317,6 +317,7 @@ def retrain_best(
             fig = row["ensemble"] or row["metrics"]
             rmse = fig.get("rmse_units", fig["rmse"])
             log(f"  split seed {s}: test RMSE {_fmt(rmse)} ({time.monotonic() - t:.1f} s)")
+    result.seconds = time.monotonic() - t0  # training and testing; written to metrics.json below
     if save:
         out = Path(out_dir) if out_dir else Path("runs") / "models" / config.name
         out.mkdir(parents=True, exist_ok=True)
@@ -370,5 +371,4 @@ def retrain_best(
             title = f"{config.name}: test R² {r2:.4f}, RMSE {rmse:.4g} ({which})"
             parity_plot(out / "parity.png", saved.y_true, saved.y_pred, title, card.get("target", "y"))
             result.files.append("parity.png")
-    result.seconds = time.monotonic() - t0
     return result

@@ -219,6 +219,7 @@ def test_best_splits_retrains_on_other_random_splits(tmp_path: Path, real_data: 
     rows = saved["splits"]
     assert [r["split_seed"] for r in rows] == [0, 1, 2] and all(r["ensemble"] is None for r in rows)
     assert rows[0]["metrics"] == saved["mean"]  # the study's split is the usual retrain
+    assert saved["seconds"] > 0  # the retraining time is recorded in metrics.json
     # another split's figures are those of the objective built on that split, same parameters and seeds
     params = json.loads((models / "optmpp-model.json").read_text())["params"]
     other = make_objective("hdpe-mi-mlp", {**options, "split_seed": 2})
