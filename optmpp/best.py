@@ -111,16 +111,16 @@ def format_metrics_table(result: BestResult) -> str:
 SPLIT_COLUMNS = [("rmse", "RMSE"), ("mae", "MAE"), ("r2", "R²"), ("rmse_unseen", "RMSE, unseen molecules")]
 
 
-def split_figures(result: BestResult) -> tuple[str, list[dict[str, float]]]:
-    """Which test figures of each split are summarised (the saved kind of model: the seeds'
-    ensemble with ``--ensemble``, else the mean over seeds), and those figures per split."""
+def split_figures(result: BestResult) -> list[dict[str, float]]:
+    """The test figures summarised per split: those of the saved kind of model (the seeds'
+    ensemble with ``--ensemble``, else the mean over seeds)."""
     kind = "ensemble" if result.ensemble is not None else "metrics"
-    return kind, [row[kind] for row in result.splits]
+    return [row[kind] for row in result.splits]
 
 
 def split_summary(result: BestResult) -> dict[str, dict[str, float]]:
     """Median, quartiles, min and max of each test metric over the splits."""
-    _, rows = split_figures(result)
+    rows = split_figures(result)
     out: dict[str, dict[str, float]] = {}
     for key in rows[0] if rows else []:
         values = np.asarray([r[key] for r in rows if key in r], dtype=float)
@@ -135,13 +135,13 @@ def split_summary(result: BestResult) -> dict[str, dict[str, float]]:
 
 def format_splits_table(result: BestResult) -> str:
     """Markdown table of the test metrics split by split, then their median, quartiles and range."""
-    kind, rows = split_figures(result)
+    rows = split_figures(result)
     units = any(k.endswith("_units") for k in rows[0])
     cols = [(f"{k}_units" if units else k, label) for k, label in SPLIT_COLUMNS]
     cols = [(k, label) for k, label in cols if k in rows[0]]
     seeds = [row["split_seed"] for row in result.splits]
     n_seeds = len(result.seeds)
-    what = (f"the mean of the {n_seeds} seeds' predictions" if kind == "ensemble"
+    what = (f"the mean of the {n_seeds} seeds' predictions" if result.ensemble is not None
             else f"mean over {n_seeds} seeds" if n_seeds > 1 else "one seed")
     unit = f" ({result.target})" if units else ""
     model = "the fixed model" if result.trial_number is None else f"the hyperparameters of split seed {seeds[0]}"
@@ -191,6 +191,10 @@ def _retrain(evaluate: Callable[..., Any], params: dict[str, Any], seeds: list[i
         shown = ", ".join(f"{k} {_fmt(v)}" for k, v in ev.metrics.items() if not k.endswith("_units"))
         log(f"  {prefix}seed {seed}: {shown} ({time.monotonic() - t:.1f} s)")
     return evaluations
+
+
+def _mean(metrics: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.fmean(m[k] for m in metrics) for k in metrics[0]}
 
 
 def _best_trial(config: StudyConfig, storage_url: str) -> Any:
@@ -285,7 +289,7 @@ def retrain_best(
     evaluations = _retrain(evaluate, params, seed_list, epochs, log)
     per_seed = [dict(ev.metrics) for ev in evaluations]
     keys = list(per_seed[0])
-    mean = {k: statistics.fmean(m[k] for m in per_seed) for k in keys}
+    mean = _mean(per_seed)
     std = {k: (statistics.stdev(m[k] for m in per_seed) if len(per_seed) > 1 else 0.0) for k in keys}
     result = BestResult(config.name, trial_number, params, epochs, seed_list, per_seed, mean, std, None)
     result.predictions = [
@@ -310,10 +314,9 @@ def retrain_best(
             other = make_objective(config.objective.name, {**config.objective.options, "split_seed": s}, config.path)
             evs = _retrain(other.evaluate, params, seed_list, epochs, log, prefix=f"split {s}, ")
             row = {"split_seed": s,
-                   "metrics": {k: statistics.fmean(ev.metrics[k] for ev in evs) for k in evs[0].metrics},
+                   "metrics": _mean([ev.metrics for ev in evs]),
                    "ensemble": dict(other.ensemble(evs).metrics) if ensemble else None}
             result.splits.append(row)
-            del evs, other
             fig = row["ensemble"] or row["metrics"]
             rmse = fig.get("rmse_units", fig["rmse"])
             log(f"  split seed {s}: test RMSE {_fmt(rmse)} ({time.monotonic() - t:.1f} s)")
@@ -352,7 +355,7 @@ def retrain_best(
                 w.writerow(["ensemble", *(result.ensemble.get(k, "") for k in keys)])
         result.files = [MODEL_CARD, "metrics.json", "metrics.csv"]
         if result.splits:
-            kind, rows = split_figures(result)
+            rows = split_figures(result)
             with open(out / "splits.csv", "w", newline="") as fh:
                 w = csv.writer(fh)
                 w.writerow(["split_seed", *keys])

@@ -157,12 +157,19 @@ def test_plots_writes_optunas_figures(tmp_path: Path) -> None:
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 5000, name
 
 
-def test_best_ensemble_saves_the_mean_of_the_seeds(tmp_path: Path, real_data: Path) -> None:
-    study = tmp_path / "mlp.toml"
-    study.write_text('name = "mlp-ens"\nn_trials = 3\nalgorithm = "random"\n'
-                     '[objective]\nname = "hdpe-mi-mlp"\nmax_epochs = 4\nunits = [16, 32]\n')
-    url = f"sqlite:///{tmp_path}/e.db"
+def run_mlp_study(tmp_path: Path, name: str, n_trials: int = 3,
+                  options: str = "max_epochs = 4\nunits = [16, 32]\n") -> tuple[Path, str]:
+    """A small hdpe-mi-mlp study, run to the end: its file and storage URL."""
+    study = tmp_path / f"{name}.toml"
+    study.write_text(f'name = "{name}"\nn_trials = {n_trials}\nalgorithm = "random"\n'
+                     f'[objective]\nname = "hdpe-mi-mlp"\n{options}')
+    url = f"sqlite:///{tmp_path}/{name}.db"
     assert run_cli("run", str(study), "--storage", url, "-q").returncode == 0
+    return study, url
+
+
+def test_best_ensemble_saves_the_mean_of_the_seeds(tmp_path: Path, real_data: Path) -> None:
+    study, url = run_mlp_study(tmp_path, "mlp-ens")
     out = run_cli("best", str(study), "--storage", url, "--ensemble")
     assert out.returncode == 2 and "--ensemble averages several retrained seeds: give --seeds 2 or more" in out.stderr
     models = tmp_path / "models"
@@ -204,12 +211,8 @@ def test_best_splits_retrains_on_other_random_splits(tmp_path: Path, real_data: 
 
     from optmpp.objectives import make_objective
 
-    options = {"max_epochs": 4, "units": [16, 32]}
-    study = tmp_path / "mlp.toml"
-    study.write_text('name = "mlp-splits"\nn_trials = 3\nalgorithm = "random"\n'
-                     '[objective]\nname = "hdpe-mi-mlp"\nmax_epochs = 4\nunits = [16, 32]\n')
-    url = f"sqlite:///{tmp_path}/s.db"
-    assert run_cli("run", str(study), "--storage", url, "-q").returncode == 0
+    options = {"max_epochs": 4, "units": [16, 32]}  # run_mlp_study's
+    study, url = run_mlp_study(tmp_path, "mlp-splits")
     models = tmp_path / "models"
     out = run_cli("best", str(study), "--storage", url, "--seeds", "2", "--splits", "3", "--out", str(models))
     assert out.returncode == 0, out.stderr[-3000:]
@@ -243,11 +246,7 @@ def test_best_splits_retrains_on_other_random_splits(tmp_path: Path, real_data: 
 
 
 def test_best_splits_refuses_what_it_cannot_re_split(tmp_path: Path, real_data: Path) -> None:
-    study = tmp_path / "ordered.toml"
-    study.write_text('name = "mlp-ordered"\nn_trials = 1\nalgorithm = "random"\n'
-                     '[objective]\nname = "hdpe-mi-mlp"\nmax_epochs = 2\nsplit = "ordered"\n')
-    url = f"sqlite:///{tmp_path}/o.db"
-    assert run_cli("run", str(study), "--storage", url, "-q").returncode == 0
+    study, url = run_mlp_study(tmp_path, "mlp-ordered", 1, 'max_epochs = 2\nsplit = "ordered"\n')
     out = run_cli("best", str(study), "--storage", url, "--splits", "3")
     assert out.returncode == 2 and "the study's split is 'ordered': it has one test part" in out.stderr
     assert run_cli("best", str(study), "--storage", url, "--splits", "0").returncode == 2

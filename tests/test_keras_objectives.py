@@ -97,10 +97,6 @@ def test_hdpe_dnn_run_best_predict(tmp_path: Path, real_data: Path) -> None:
     assert out.returncode == 2 and "missing column(s) 'CAT'" in out.stderr
 
 
-def card_split_seed(models: Path) -> int:
-    return json.loads((models / "optmpp-model.json").read_text())["objective_options"]["split_seed"]
-
-
 def test_tg_cnn_run_best_predict(tmp_path: Path, real_data: Path) -> None:
     study = tmp_path / "tg.toml"
     study.write_text(
@@ -122,7 +118,8 @@ def test_tg_cnn_run_best_predict(tmp_path: Path, real_data: Path) -> None:
     assert (own["split_seed"], other["split_seed"]) == (0, 1) and own["metrics"] == best["mean"]
     assert 0 < other["metrics"]["rmse_units"] < 200 and other["metrics"]["rmse_units"] != own["metrics"]["rmse_units"]
     assert other["metrics"]["rmse_unseen_units"] > 0
-    assert (models / "splits.csv").exists() and card_split_seed(models) == 0
+    card = json.loads((models / "optmpp-model.json").read_text())
+    assert (models / "splits.csv").exists() and card["objective_options"]["split_seed"] == 0
     # 36 of the 53 test molecules are copies of training ones; the RMSE on the other 17 is
     # reported too, and its squared errors are part of the whole test set's
     for m in best["per_seed"]:
