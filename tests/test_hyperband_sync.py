@@ -173,27 +173,36 @@ def test_a_promoted_keras_trial_warm_restarts_from_its_best_epoch(real_data: Pat
     by_number = {t.number: t for t in trials}
     assert all(t.user_attrs[ATTR]["start"] == by_number[t.user_attrs[ATTR]["continues"]].user_attrs[ATTR]["epochs"]
                for t in promoted)
-    second = next(t for t in promoted if t.user_attrs[ATTR]["bracket"] == 0 and t.user_attrs[ATTR]["round"] == 1)
+    seconds = [t for t in promoted if t.user_attrs[ATTR]["bracket"] == 0 and t.user_attrs[ATTR]["round"] == 1]
+    assert len(seconds) == 3
     obj = make_objective("hdpe-mi-dnn", {"max_epochs": 9, "batch_size": 64})
-    trainer, seed = obj._trainer("tune"), obj.options.seed + second.user_attrs[ATTR]["root"]
-    # the uninterrupted run, and the warm restart rebuilt from its first epoch
-    straight: list[float] = []
-    trainer.train(obj.fast_net(second.params), 3, seed, lambda e, tr, va: straight.append(va))
-    net = obj.fast_net(second.params)
-    first: list[float] = []
-    trainer.train(net, 1, seed, lambda e, tr, va: first.append(va))
-    arrays = {}
-    for i, w in enumerate(net.weights):  # after one epoch the best weights are the last ones
-        arrays.update({f"w{i}": w * 0, f"bw{i}": w, f"m{i}": w * 0 + 1, f"v{i}": w * 0 + 1})
-    meta = {"t": 41.0, "train_loss": [0.0], "val_loss": first, "best_epoch": 1, "best_val": first[0], "epochs": 1}
-    restarted: list[float] = []
-    trainer.train(obj.fast_net(second.params), 3, seed, lambda e, tr, va: restarted.append(va),
-                  resume=(meta, arrays), restart=True)
-    reported = [second.intermediate_values[e] for e in (1, 2, 3)]
-    assert reported[0] == pytest.approx(straight[0], rel=2e-4)
-    # epochs 2-3 follow the warm restart (best weights, new Adam), not the uninterrupted run (they
-    # differ by 15-20 %); epoch 3 drifts by float round-off (the workers train with 1 thread, this
-    # process with more: CI once saw 0.16 % there)
-    assert reported[1] == pytest.approx(restarted[0], rel=2e-4)
-    assert reported[2] == pytest.approx(restarted[1], rel=1e-2)
-    assert all(abs(r - s) > 0.05 * abs(s) for r, s in zip(reported[1:], straight[1:]))
+    trainer = obj._trainer("tune")
+    apart = []
+    for second in seconds:
+        seed = obj.options.seed + second.user_attrs[ATTR]["root"]
+        # the uninterrupted run, and the warm restart rebuilt from its first epoch
+        straight: list[float] = []
+        trainer.train(obj.fast_net(second.params), 3, seed, lambda e, tr, va: straight.append(va))
+        net = obj.fast_net(second.params)
+        first: list[float] = []
+        trainer.train(net, 1, seed, lambda e, tr, va: first.append(va))
+        arrays = {}
+        for i, w in enumerate(net.weights):  # after one epoch the best weights are the last ones
+            arrays.update({f"w{i}": w * 0, f"bw{i}": w, f"m{i}": w * 0 + 1, f"v{i}": w * 0 + 1})
+        meta = {"t": 41.0, "train_loss": [0.0], "val_loss": first, "best_epoch": 1, "best_val": first[0], "epochs": 1}
+        restarted: list[float] = []
+        trainer.train(obj.fast_net(second.params), 3, seed, lambda e, tr, va: restarted.append(va),
+                      resume=(meta, arrays), restart=True)
+        reported = [second.intermediate_values[e] for e in (1, 2, 3)]
+        assert reported[0] == pytest.approx(straight[0], rel=2e-4)
+        # epochs 2-3 follow the warm restart (best weights, new Adam), not the uninterrupted run;
+        # epoch 3 drifts by float round-off (the workers train with 1 thread, this process with
+        # more: CI once saw 0.16 % there)
+        assert reported[1] == pytest.approx(restarted[0], rel=2e-4)
+        assert reported[2] == pytest.approx(restarted[1], rel=1e-2)
+        apart.append(abs(reported[1] - straight[1]) / abs(straight[1]))
+    # and the match tells the two apart: the uninterrupted run's epoch 2 lies outside the
+    # tolerance. How far depends on the configuration (0.3 % to 200 % over the nine round-0
+    # configurations of one run; a 5 % bar on a single promoted trial failed once), so the bar is
+    # 10 times the tolerance, for one of the three at least
+    assert max(apart) > 10 * 2e-4, apart
