@@ -318,8 +318,11 @@ def retrain_best(
                    "ensemble": dict(other.ensemble(evs).metrics) if ensemble else None}
             result.splits.append(row)
             fig = row["ensemble"] or row["metrics"]
-            rmse = fig.get("rmse_units", fig["rmse"])
-            log(f"  split seed {s}: test RMSE {_fmt(rmse)} ({time.monotonic() - t:.1f} s)")
+            units = "rmse_units" in fig
+            rmse, r2 = fig.get("rmse_units", fig["rmse"]), fig.get("r2_units", fig.get("r2"))
+            shown = f"test RMSE {_fmt(rmse)} ({result.target if units or not result.scaled else 'standardised'})"
+            shown += f", R² {_fmt(r2)}" if r2 is not None else ""
+            log(f"  split seed {s}: {shown} ({time.monotonic() - t:.1f} s)")
     result.seconds = time.monotonic() - t0  # training and testing; written to metrics.json below
     if save:
         out = Path(out_dir) if out_dir else Path("runs") / "models" / config.name

@@ -231,6 +231,8 @@ def test_best_splits_retrains_on_other_random_splits(tmp_path: Path, real_data: 
     assert len({round(r["metrics"]["rmse_units"], 6) for r in rows}) == 3  # three different test parts
     rmses = [r["metrics"]["rmse_units"] for r in rows]
     assert saved["split_summary"]["rmse_units"]["median"] == pytest.approx(np.median(rmses))
+    # the progress line of a split gives its RMSE in the target's units, as the table does
+    assert f"split seed 2: test RMSE {rmses[2]:.4g} (MI_Plant), R² " in out.stderr
     assert saved["split_summary"]["r2_units"]["min"] == pytest.approx(min(r["metrics"]["r2_units"] for r in rows))
     csv_rows = (models / "splits.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in csv_rows] == ["split_seed", "0", "1", "2", "median", "q1", "q3", "min", "max"]
