@@ -205,7 +205,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     result = run_compare(config, url, workers=args.workers, seeds=args.seeds, out_dir=args.out,
-                         retrain=not args.no_retrain, threads=args.threads, log=log,
+                         retrain=not args.no_retrain, splits=args.splits, threads=args.threads, log=log,
                          show_progress=not args.quiet)
     _print_report(args, result)
     return EXIT_OK
@@ -218,7 +218,8 @@ def cmd_report(args: argparse.Namespace) -> int:
     url = resolve_storage_url(args.storage_url)
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     out = args.out or f"runs/report/{args.title or args.studies[0]}"
-    result = report(url, args.studies, out, title=args.title, retrain=not args.no_retrain, log=log)
+    result = report(url, args.studies, out, title=args.title, retrain=not args.no_retrain, splits=args.splits,
+                    log=log)
     _print_report(args, result)
     return EXIT_OK
 
@@ -283,6 +284,10 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     fetch_datasets(args.data_dir, args.names or None, base_url=args.base_url,
                    log=lambda m: _info(args, m))
     return EXIT_OK
+
+
+SPLITS_HELP = ("retrain each study's best trial on N random splits of the data (the study's and N-1 more) and "
+               "give the table's test metrics over seeds x splits (default 1: the study's split only)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -359,6 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threads", type=int, help="threads per worker (default: cores / workers)")
     c.add_argument("--out", help="output directory (default runs/compare/<name>)")
     c.add_argument("--no-retrain", action="store_true", help="skip retraining the best trials (no test metrics)")
+    c.add_argument("--splits", type=int, default=1, metavar="N", help=SPLITS_HELP)
     c.set_defaults(func=cmd_compare)
 
     rp = sub.add_parser("report", help="comparison table and figures of existing studies (any storage)")
@@ -367,6 +373,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", help="output directory (default runs/report/<title or first study>)")
     rp.add_argument("--title", help="title of the table and figures")
     rp.add_argument("--no-retrain", action="store_true", help="skip retraining the best trials (no test metrics)")
+    rp.add_argument("--splits", type=int, default=1, metavar="N", help=SPLITS_HELP)
     rp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     rp.add_argument("--json", action="store_true", help="print the table as JSON")
     rp.set_defaults(func=cmd_report)

@@ -17,7 +17,7 @@ A comparison file (TOML) names one objective, the algorithms, one budget and the
 
 ``compare`` runs the study ``<name>.<algorithm>.s<seed>`` for each algorithm and seed in one
 storage, with the same objective (data, split, search space) and budget, retrains each study's
-best trial once (with that seed) and writes, under ``runs/compare/<name>/``: ``table.md`` and
+best trial once (with that seed; with ``--splits N`` also on N - 1 other random splits) and writes, under ``runs/compare/<name>/``: ``table.md`` and
 ``table.csv`` (mean ± std over seeds), ``anytime.png``, ``parity-<algorithm>.png``,
 ``curves-<algorithm>.png``, ``config.json`` (resolved configuration and package versions) and
 ``summary.json``. Every figure is computed from what the storage holds, so re-running
@@ -200,6 +200,9 @@ class StudyRecord:
     config: dict[str, Any] = field(default_factory=dict)
     versions: dict[str, Any] = field(default_factory=dict)
     test: dict[str, float] = field(default_factory=dict)
+    # with --splits: the best trial's test metrics on each split, the study's own first
+    split_tests: list[dict[str, float]] = field(default_factory=list)
+    split_seeds: list[int] = field(default_factory=list)
     predictions: tuple[list[float], list[float]] | None = None
     target: str = "target"
 
@@ -294,8 +297,9 @@ def _study_config_from_storage(rec: StudyRecord) -> StudyConfig:
     return parse_study_config(data, f"study {rec.name} (stored configuration)")
 
 
-def _retrain(rec: StudyRecord, config: StudyConfig | None, url: str, out: Path, log: Log) -> None:
-    """Fill ``rec.test`` and ``rec.predictions`` from the cache, or retrain the best trial once."""
+def _retrain(rec: StudyRecord, config: StudyConfig | None, url: str, out: Path, log: Log, splits: int = 1) -> None:
+    """Fill ``rec.test`` and ``rec.predictions`` (and with ``splits`` >= 2 ``rec.split_tests``)
+    from the cache, or retrain the best trial once per split."""
     from optmpp.best import retrain_best
 
     if rec.best_trial is None:
@@ -304,31 +308,39 @@ def _retrain(rec: StudyRecord, config: StudyConfig | None, url: str, out: Path, 
     if cache.exists():
         try:
             saved = json.loads(cache.read_text())
-            if saved.get("trial") == rec.best_trial:
+            if saved.get("trial") == rec.best_trial and saved.get("splits", 1) == splits:
                 rec.test = saved["metrics"]
                 rec.predictions = tuple(saved["predictions"]) if saved.get("predictions") else None
                 rec.target = saved.get("target", rec.target)
+                rec.split_tests = saved.get("split_tests", [])
+                rec.split_seeds = saved.get("split_seeds", [])
                 return
         except (ValueError, KeyError):
             pass
     try:
         config = config or _study_config_from_storage(rec)
     except ConfigError as exc:
+        if splits > 1:
+            raise ConfigError(f"{rec.name}: cannot retrain on {splits} splits: {exc}") from None
         log(f"{rec.name}: not retrained: {exc}")
         return
     seed = int(rec.config.get("seed", config.seed) or 0)
-    log(f"{rec.name}: retraining the best trial {rec.best_trial} (seed {seed}) for its test metrics")
+    on = f" on {splits} random splits" if splits > 1 else ""
+    log(f"{rec.name}: retraining the best trial {rec.best_trial} (seed {seed}){on} for its test metrics")
     result = retrain_best(config, url, seeds=1, first_seed=seed, out_dir=out / "models" / rec.name,
-                          log=lambda m: log("  " + m.strip()))
+                          splits=splits, log=lambda m: log("  " + m.strip()))
     if result.trial_number != rec.best_trial:  # the study moved on while we read it
         log(f"{rec.name}: best trial changed during retraining ({rec.best_trial} -> {result.trial_number})")
         rec.best_trial = result.trial_number
     rec.test = result.per_seed[0]
     rec.predictions = result.predictions[0] if result.predictions else None
     rec.target = result.target
+    rec.split_tests = [row["metrics"] for row in result.splits]
+    rec.split_seeds = [row["split_seed"] for row in result.splits]
     cache.parent.mkdir(parents=True, exist_ok=True)
     cache.write_text(json.dumps({"trial": rec.best_trial, "seed": seed, "metrics": rec.test,
-                                 "predictions": rec.predictions, "target": rec.target}))
+                                 "predictions": rec.predictions, "target": rec.target, "splits": splits,
+                                 "split_tests": rec.split_tests, "split_seeds": rec.split_seeds}))
 
 
 # --------------------------------------------------------------------------------------
@@ -364,7 +376,8 @@ def _unit_key(records: list[StudyRecord], key: str) -> str:
 
 
 def build_table(records: list[StudyRecord], reference: str = "random") -> tuple[list[dict[str, Any]], dict[str, Any]]:
-    """One row per group (algorithm): mean/std over its studies. Returns (rows, facts)."""
+    """One row per group (algorithm): mean/std over its studies (the test metrics over its
+    studies and, where they were retrained on several splits, those splits). Returns (rows, facts)."""
     groups: dict[str, list[StudyRecord]] = {}
     for r in records:
         groups.setdefault(r.group, []).append(r)
@@ -387,11 +400,13 @@ def build_table(records: list[StudyRecord], reference: str = "random") -> tuple[
             "time_to_target_s": [x[0] if x else math.nan for x in reach],
             "epochs_to_target": [x[1] if x else math.nan for x in reach],
         }
+        tests = [m for r in recs for m in (r.split_tests or [r.test])]
         for key, _ in TEST_COLUMNS:
             k = _unit_key(records, key)
-            series[f"test_{k}"] = [r.test.get(k, math.nan) for r in recs]
+            series[f"test_{k}"] = [m.get(k, math.nan) for m in tests]
         for k, vals in series.items():
             row[k], row[f"{k}_std"] = _mean_std([float(v) for v in vals])
+        row["test_n"] = len(tests)
         row["reached_target"] = sum(1 for x in reach if x)
         rows.append(row)
     ref = next((row for row in rows if row["algorithm"] == reference), None)
@@ -404,8 +419,10 @@ def build_table(records: list[StudyRecord], reference: str = "random") -> tuple[
         row["epoch_speedup"] = math.nan
         if ref is not None and row["epochs_to_target"] > 0 and math.isfinite(row["epochs_to_target"]):
             row["epoch_speedup"] = ref["epochs_to_target"] / row["epochs_to_target"]
+    split_seeds = max((r.split_seeds for r in records), key=len, default=[])
     facts = {"target": target, "reference": ref["algorithm"] if ref else None,
-             "test_keys": [_unit_key(records, k) for k, _ in TEST_COLUMNS]}
+             "test_keys": [_unit_key(records, k) for k, _ in TEST_COLUMNS],
+             "splits": max(1, len(split_seeds)), "split_seeds": split_seeds}
     return rows, facts
 
 
@@ -420,6 +437,13 @@ def format_table(rows: list[dict[str, Any]], facts: dict[str, Any], title: str) 
                      "Means ± standard deviations over seeds; test metrics of each study's best trial "
                      "retrained on train+validation (MAE, MAPE, RMSE, R² in the target's units where the "
                      "objective reports them; the test loss is on the scale of the validation loss).")
+        if facts.get("splits", 1) > 1:
+            seeds = facts["split_seeds"]
+            lines.append("")
+            lines.append(f"Test metrics over {facts['splits']} random splits of the data (split seeds {seeds[0]}-{seeds[-1]}): "
+                         "each best trial's hyperparameters retrained and tested on every split; means ± standard "
+                         "deviations over seeds × splits. The hyperparameters were tuned on the first split's "
+                         "validation part; on the other splits some test rows were in its training or validation data.")
         lines.append("")
     lines += ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
@@ -429,7 +453,7 @@ def format_table(rows: list[dict[str, Any]], facts: dict[str, Any], title: str) 
             f"{_fmt(r['complete'], 3)} / {_fmt(r['pruned'], 3)} / {_fmt(r['failed'], 3)}",
             _pm(r["epochs"], r["epochs_std"], n, 4), _pm(r["best_val"], r["best_val_std"], n),
         ]
-        cells += [_pm(r[f"test_{k}"], r[f"test_{k}_std"], n) for k in facts["test_keys"]]
+        cells += [_pm(r[f"test_{k}"], r[f"test_{k}_std"], r.get("test_n", n)) for k in facts["test_keys"]]
         reached = "" if r["reached_target"] == n else f" ({r['reached_target']}/{n} reached)"
         cells += [_pm(r["time_to_target_s"], r["time_to_target_s_std"], n, 3) + reached,
                   _pm(r["epochs_to_target"], r["epochs_to_target_std"], n, 4),
@@ -562,16 +586,22 @@ def report(
     *,
     title: str | None = None,
     retrain: bool = True,
+    splits: int = 1,
     configs: dict[str, StudyConfig] | None = None,
     extra_config: dict[str, Any] | None = None,
     log: Log = print,
 ) -> dict[str, Any]:
-    """Write table.md/csv, anytime.png, parity-/curves-<group>.png, config.json, summary.json."""
+    """Write table.md/csv, anytime.png, parity-/curves-<group>.png, config.json, summary.json.
+
+    With ``splits`` >= 2 each best trial is retrained on that many random splits (the study's
+    first) and the table's test metrics are over seeds × splits.
+    """
     import optuna
 
     from optmpp.storage import make_storage, redact_url
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    _check_splits(splits, retrain)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     storage = make_storage(storage_url, heartbeat_interval=None)
@@ -586,7 +616,7 @@ def report(
         raise ConfigError(f"cannot compare studies that minimise and maximise: {', '.join(study_names)}")
     if retrain:
         for r in records:
-            _retrain(r, (configs or {}).get(r.name), storage_url, out, log)
+            _retrain(r, (configs or {}).get(r.name), storage_url, out, log, splits)
     title = title or (out.name if out.name else "comparison")
     rows, facts = build_table(records)
     files = []
@@ -626,6 +656,20 @@ def report(
     files += ["config.json", "summary.json"]
     return {"out_dir": str(out), "files": files, "rows": rows, "facts": facts, "records": records,
             "table": format_table(rows, facts, title)}
+
+
+def _check_splits(splits: int, retrain: bool, configs: list[StudyConfig] = ()) -> None:
+    """Refuse --splits values that cannot work, before any study runs or retrains."""
+    if splits < 1:
+        raise ConfigError(f"--splits must be >= 1, got {splits}")
+    if splits > 1 and not retrain:
+        raise ConfigError("--splits N retrains each best trial on N splits: it cannot go with --no-retrain")
+    if splits > 1:
+        from optmpp.best import _split_options
+        from optmpp.objectives import make_objective
+
+        for c in configs:
+            _split_options(c, make_objective(c.objective.name, c.objective.options, c.path), splits)
 
 
 # --------------------------------------------------------------------------------------
@@ -670,6 +714,7 @@ def run_compare(
     seeds: int | None = None,
     out_dir: str | Path | None = None,
     retrain: bool = True,
+    splits: int = 1,
     threads: int | None = None,
     log: Log = print,
     show_progress: bool = True,
@@ -686,6 +731,8 @@ def run_compare(
     seed_list = list(range(config.first_seed, config.first_seed + seeds))
     out = Path(out_dir) if out_dir else Path("runs") / "compare" / config.name
     plan = [(s, a) for s in seed_list for a in config.algorithms]
+    # one objective per algorithm (the seeds share its data and split)
+    _check_splits(splits, retrain, [config.study_config(a, seed_list[0]) for a in config.algorithms])
     log(f"compare {config.name!r}: {len(config.algorithms)} algorithm(s) x {len(seed_list)} seed(s), "
         f"budget {config.budget.describe()} per study, {workers} worker(s)")
     t_all = time.monotonic()
@@ -722,5 +769,5 @@ def run_compare(
     extra = {"comparison": {"file": config.path, "name": config.name, "budget": config.budget.__dict__,
                             "seeds": seed_list, "workers": workers, "algorithms": config.algorithms,
                             "file_contents": config.raw}}
-    return report(storage_url, names, out, title=config.name, retrain=retrain, configs=configs,
+    return report(storage_url, names, out, title=config.name, retrain=retrain, splits=splits, configs=configs,
                   extra_config=extra, log=log)

@@ -139,6 +139,44 @@ def test_target_time_to_target_and_speedup() -> None:
     assert "| hyperband | 2 |" in table and "speed-up vs random" in table and "0.2" in table
 
 
+def test_test_metrics_over_splits_pool_seeds_and_splits() -> None:
+    import statistics
+
+    recs = [record("a.random.s0", "random", [(10, 100, 0.5)]), record("a.random.s1", "random", [(10, 100, 0.4)]),
+            record("a.sha.s0", "sha", [(10, 100, 0.3)])]
+    rmse = {"a.random.s0": [1.0, 2.0, 3.0], "a.random.s1": [4.0, 5.0, 6.0], "a.sha.s0": [0.5, 1.5, 1.0]}
+    for r in recs:
+        r.test = {"loss": 0.1, "rmse": rmse[r.name][0]}  # the study's own split
+        r.split_tests = [{"loss": 0.1, "rmse": v} for v in rmse[r.name]]
+        r.split_seeds = [7, 8, 9]
+    rows, facts = build_table(recs)
+    by = {r["algorithm"]: r for r in rows}
+    assert facts["splits"] == 3 and facts["split_seeds"] == [7, 8, 9]
+    assert by["random"]["test_n"] == 6 and by["random"]["n"] == 2
+    assert by["random"]["test_rmse"] == pytest.approx(3.5)
+    assert by["random"]["test_rmse_std"] == pytest.approx(statistics.stdev([1, 2, 3, 4, 5, 6]))
+    assert by["sha"]["test_n"] == 3 and by["sha"]["test_rmse"] == pytest.approx(1.0)
+    table = format_table(rows, facts, "t")
+    assert "Test metrics over 3 random splits of the data (split seeds 7-9)" in table
+    assert "| 1 ± 0.5 |" in table  # sha: one study, its three splits give the ± (not one seed's bare figure)
+    # without splits: the study's own split, one figure per study
+    for r in recs:
+        r.split_tests, r.split_seeds = [], []
+    rows, facts = build_table(recs)
+    assert facts["splits"] == 1 and {r["algorithm"]: r for r in rows}["random"]["test_rmse"] == pytest.approx(2.5)
+    assert "random splits" not in format_table(rows, facts, "t")
+
+
+def test_splits_are_refused_before_any_study_runs(sqlite_url: str, tmp_path: Path) -> None:
+    cfg = parse_compare_config(toy_compare(), "c.toml")
+    with pytest.raises(ConfigError, match="has no split_seed option: --splits cannot re-split"):
+        run_compare(cfg, sqlite_url, out_dir=tmp_path, splits=2, log=lambda m: None, show_progress=False)
+    with pytest.raises(ConfigError, match="cannot go with --no-retrain"):
+        run_compare(cfg, sqlite_url, out_dir=tmp_path, splits=2, retrain=False, log=lambda m: None,
+                    show_progress=False)
+    assert optuna.get_all_study_summaries(sqlite_url) == []  # nothing ran
+
+
 # --------------------------------------------------------------------------------------
 # running comparisons (toy objective: cheap; every storage)
 
@@ -270,6 +308,26 @@ def test_compare_all_six_algorithms_sklearn_then_report(tmp_path: Path, real_dat
     assert_png(rep / "anytime.png")
     res = cli("report", url, "six.nope.s0")
     assert res.returncode == 2 and "no study 'six.nope.s0'" in res.stderr
+
+    # --splits 3: each best trial retrained on split seeds 0, 1, 2; the test columns over all three
+    rep3 = tmp_path / "rep3"
+    res = cli("report", url, "six.sha.s0", "six.random.s0", "--out", str(rep3), "--splits", "3")
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert res.stderr.count("on 3 random splits for its test metrics") == 2
+    assert "Test metrics over 3 random splits of the data (split seeds 0-2)" in (rep3 / "table.md").read_text()
+    one, three = read_rows(rep / "table.csv"), read_rows(rep3 / "table.csv")
+    for a in ("sha", "random"):
+        cached = json.loads((rep3 / "retrained" / f"six.{a}.s0.json").read_text())
+        assert cached["split_seeds"] == [0, 1, 2]
+        rmses = [m["rmse_units"] for m in cached["split_tests"]]
+        assert rmses[0] == pytest.approx(float(one[a]["test_rmse_units"]), rel=1e-6)  # split 0 = the study's own
+        assert len(set(rmses)) == 3  # other test parts, other figures
+        assert float(three[a]["test_rmse_units"]) == pytest.approx(sum(rmses) / 3, rel=1e-6)
+        assert three[a]["test_n"] == "3" and float(three[a]["test_rmse_units_std"]) > 0
+    res = cli("report", url, "six.sha.s0", "--out", str(rep3), "--splits", "3")
+    assert res.returncode == 0 and "retraining" not in res.stderr  # cached
+    res = cli("report", url, "six.sha.s0", "--out", str(rep3), "--splits", "2", "--no-retrain")
+    assert res.returncode == 2 and "cannot go with --no-retrain" in res.stderr
 
 
 @pytest.mark.slow
