@@ -400,7 +400,7 @@ def build_table(records: list[StudyRecord], reference: str = "random") -> tuple[
             "time_to_target_s": [x[0] if x else math.nan for x in reach],
             "epochs_to_target": [x[1] if x else math.nan for x in reach],
         }
-        tests = [m for r in recs for m in (r.split_tests or [r.test])]
+        tests = [m for r in recs for m in (r.split_tests or ([r.test] if r.test else []))]  # retrained ones
         for key, _ in TEST_COLUMNS:
             k = _unit_key(records, key)
             series[f"test_{k}"] = [m.get(k, math.nan) for m in tests]

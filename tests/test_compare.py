@@ -165,6 +165,10 @@ def test_test_metrics_over_splits_pool_seeds_and_splits() -> None:
     rows, facts = build_table(recs)
     assert facts["splits"] == 1 and {r["algorithm"]: r for r in rows}["random"]["test_rmse"] == pytest.approx(2.5)
     assert "random splits" not in format_table(rows, facts, "t")
+    recs[2].test = {}  # not retrained (e.g. --no-retrain, or a study optmpp did not create)
+    rows, facts = build_table(recs)
+    sha = {r["algorithm"]: r for r in rows}["sha"]
+    assert sha["test_n"] == 0 and math.isnan(sha["test_rmse"])
 
 
 def test_splits_are_refused_before_any_study_runs(sqlite_url: str, tmp_path: Path) -> None:
