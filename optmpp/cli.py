@@ -364,7 +364,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--threads", type=int, help="threads per worker (default: cores / workers)")
     c.add_argument("--out", help="output directory (default runs/compare/<name>)")
     c.add_argument("--no-retrain", action="store_true", help="skip retraining the best trials (no test metrics)")
-    c.add_argument("--splits", type=int, default=1, metavar="N", help=SPLITS_HELP)
+    c.add_argument("--splits", type=int, metavar="N", help=SPLITS_HELP.replace("default 1", "default: the file's, else 1"))
     c.set_defaults(func=cmd_compare)
 
     rp = sub.add_parser("report", help="comparison table and figures of existing studies (any storage)")

@@ -7,6 +7,7 @@ A comparison file (TOML) names one objective, the algorithms, one budget and the
     budget = { epochs = 2000 }     # or { trials = 60 } or { seconds = 600 }
     seeds = 3                      # one study per algorithm and seed
     workers = 2
+    splits = 1                     # test metrics over this many random splits (--splits)
 
     [objective]
     name = "hdpe-mi-dnn"
@@ -90,6 +91,7 @@ class CompareConfig:
     workers: int = 1
     storage: str | None = None
     max_trials: int = 100_000
+    splits: int = 1
     path: str = "<memory>"
     raw: dict[str, Any] = field(default_factory=dict)
 
@@ -108,7 +110,7 @@ class CompareConfig:
 
 
 _KEYS = {"name", "algorithms", "algorithm_options", "budget", "seeds", "seed", "workers", "storage",
-         "direction", "objective", "reliability", "max_trials"}
+         "direction", "objective", "reliability", "max_trials", "splits"}
 
 
 def parse_compare_config(data: Any, path: str | Path = "<memory>") -> CompareConfig:
@@ -151,7 +153,8 @@ def parse_compare_config(data: Any, path: str | Path = "<memory>") -> CompareCon
     budget = Budget(kind, float(amount))
 
     ints = {}
-    for key, default, low in (("seeds", 3, 1), ("seed", 0, 0), ("workers", 1, 1), ("max_trials", 100_000, 1)):
+    for key, default, low in (("seeds", 3, 1), ("seed", 0, 0), ("workers", 1, 1), ("max_trials", 100_000, 1),
+                              ("splits", 1, 1)):
         ints[key] = coerce(data.get(key, default), int, f"{where}: {key}")
         if ints[key] < low:
             raise ConfigError(f"{where}: {key}: expected an integer >= {low}, got {ints[key]}")
@@ -168,7 +171,7 @@ def parse_compare_config(data: Any, path: str | Path = "<memory>") -> CompareCon
         )
     return CompareConfig(name=name, studies=studies, budget=budget, seeds=ints["seeds"],
                          first_seed=ints["seed"], workers=ints["workers"], storage=storage,
-                         max_trials=ints["max_trials"], path=where, raw=dict(data))
+                         max_trials=ints["max_trials"], splits=ints["splits"], path=where, raw=dict(data))
 
 
 def load_compare_config(path: str | Path) -> CompareConfig:
@@ -714,7 +717,7 @@ def run_compare(
     seeds: int | None = None,
     out_dir: str | Path | None = None,
     retrain: bool = True,
-    splits: int = 1,
+    splits: int | None = None,
     threads: int | None = None,
     log: Log = print,
     show_progress: bool = True,
@@ -728,6 +731,8 @@ def run_compare(
 
     workers = workers or config.workers
     seeds = seeds or config.seeds
+    if splits is None:  # the file's, unless --no-retrain (which then wins)
+        splits = config.splits if retrain else 1
     seed_list = list(range(config.first_seed, config.first_seed + seeds))
     out = Path(out_dir) if out_dir else Path("runs") / "compare" / config.name
     plan = [(s, a) for s in seed_list for a in config.algorithms]
@@ -768,6 +773,7 @@ def run_compare(
     configs = {config.study_name(a, s): config.study_config(a, s) for s in seed_list for a in config.algorithms}
     extra = {"comparison": {"file": config.path, "name": config.name, "budget": config.budget.__dict__,
                             "seeds": seed_list, "workers": workers, "algorithms": config.algorithms,
+                            "splits": splits,
                             "file_contents": config.raw}}
     return report(storage_url, names, out, title=config.name, retrain=retrain, splits=splits, configs=configs,
                   extra_config=extra, log=log)

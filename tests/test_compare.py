@@ -73,6 +73,7 @@ def toy_compare(**over: object) -> dict:
         ({"algorithm_options": {"hyperband": {"reduction_factor": 3}}}, "algorithm_options.hyperband: not one of"),
         ({"algorithm_options": {"sha": {"reduction_factor": "x"}}}, "reduction_factor"),
         ({"seeds": 0}, "seeds: expected an integer >= 1"),
+        ({"splits": 0}, "splits: expected an integer >= 1"),
         ({"trials": 3}, "unknown key 'trials'"),
         ({"objective": {"name": "no-such-objective"}}, "objective.name"),
     ],
@@ -94,7 +95,7 @@ def test_defaults_and_study_names() -> None:
     del data["algorithms"], data["seeds"]
     cfg = parse_compare_config(data, "c.toml")
     assert cfg.algorithms == ["random", "bayes", "tpe", "hyperband", "bohb", "sha"]
-    assert cfg.seeds == 3
+    assert cfg.seeds == 3 and cfg.splits == 1
     sc = cfg.study_config("sha", 2)
     assert sc.name == "cmp.sha.s2" and sc.seed == 2 and sc.n_trials == 7
     assert sc.algorithm.options["reduction_factor"] == 2
@@ -175,10 +176,19 @@ def test_splits_are_refused_before_any_study_runs(sqlite_url: str, tmp_path: Pat
     cfg = parse_compare_config(toy_compare(), "c.toml")
     with pytest.raises(ConfigError, match="has no split_seed option: --splits cannot re-split"):
         run_compare(cfg, sqlite_url, out_dir=tmp_path, splits=2, log=lambda m: None, show_progress=False)
+    with pytest.raises(ConfigError, match="has no split_seed option"):  # splits = 2 in the file
+        run_compare(parse_compare_config(toy_compare(splits=2), "c.toml"), sqlite_url, out_dir=tmp_path,
+                    log=lambda m: None, show_progress=False)
     with pytest.raises(ConfigError, match="cannot go with --no-retrain"):
         run_compare(cfg, sqlite_url, out_dir=tmp_path, splits=2, retrain=False, log=lambda m: None,
                     show_progress=False)
     assert optuna.get_all_study_summaries(sqlite_url) == []  # nothing ran
+    # --no-retrain wins over the file's splits: the studies run, no test metrics
+    cfg = parse_compare_config(toy_compare(splits=2, algorithms=["tpe"], seeds=1, workers=1, budget={"trials": 2}),
+                               "c.toml")
+    result = run_compare(cfg, sqlite_url, out_dir=tmp_path, retrain=False, log=lambda m: None, show_progress=False)
+    assert result["rows"][0]["complete"] == 2 and result["rows"][0]["test_n"] == 0
+    assert json.loads((tmp_path / "config.json").read_text())["comparison"]["splits"] == 1
 
 
 # --------------------------------------------------------------------------------------
