@@ -18,10 +18,10 @@ A comparison file (TOML) names one objective, the algorithms, one budget and the
 
 ``compare`` runs the study ``<name>.<algorithm>.s<seed>`` for each algorithm and seed in one
 storage, with the same objective (data, split, search space) and budget, retrains each study's
-best trial once (with that seed; with ``--splits N`` also on N - 1 other random splits) and writes, under ``runs/compare/<name>/``: ``table.md`` and
-``table.csv`` (mean ± std over seeds), ``anytime.png``, ``parity-<algorithm>.png``,
-``curves-<algorithm>.png``, ``config.json`` (resolved configuration and package versions) and
-``summary.json``. Every figure is computed from what the storage holds, so re-running
+best trial once (with that seed; with ``--splits N`` also on N - 1 other random splits) and
+writes, under ``runs/compare/<name>/``: ``table.md`` and ``table.csv`` (mean ± std over seeds),
+``anytime.png``, ``parity-<algorithm>.png``, ``curves-<algorithm>.png``, ``config.json``
+(resolved configuration and package versions) and ``summary.json``. Every figure is computed from what the storage holds, so re-running
 ``compare`` resumes (finished studies are not re-run), and ``report`` draws the same table and
 figures for any existing studies. This module imports neither TensorFlow nor, until a figure is
 drawn, matplotlib.
@@ -323,8 +323,6 @@ def _retrain(rec: StudyRecord, config: StudyConfig | None, url: str, out: Path, 
     try:
         config = config or _study_config_from_storage(rec)
     except ConfigError as exc:
-        if splits > 1:
-            raise ConfigError(f"{rec.name}: cannot retrain on {splits} splits: {exc}") from None
         log(f"{rec.name}: not retrained: {exc}")
         return
     seed = int(rec.config.get("seed", config.seed) or 0)
@@ -661,18 +659,18 @@ def report(
             "table": format_table(rows, facts, title)}
 
 
-def _check_splits(splits: int, retrain: bool, configs: list[StudyConfig] = ()) -> None:
-    """Refuse --splits values that cannot work, before any study runs or retrains."""
+def _check_splits(splits: int, retrain: bool, config: StudyConfig | None = None) -> None:
+    """Refuse --splits values that cannot work (for ``config``'s objective, when given), before
+    any study runs or retrains."""
     if splits < 1:
         raise ConfigError(f"--splits must be >= 1, got {splits}")
     if splits > 1 and not retrain:
         raise ConfigError("--splits N retrains each best trial on N splits: it cannot go with --no-retrain")
-    if splits > 1:
+    if splits > 1 and config is not None:
         from optmpp.best import _split_options
         from optmpp.objectives import make_objective
 
-        for c in configs:
-            _split_options(c, make_objective(c.objective.name, c.objective.options, c.path), splits)
+        _split_options(config, make_objective(config.objective.name, config.objective.options, config.path), splits)
 
 
 # --------------------------------------------------------------------------------------
@@ -736,8 +734,8 @@ def run_compare(
     seed_list = list(range(config.first_seed, config.first_seed + seeds))
     out = Path(out_dir) if out_dir else Path("runs") / "compare" / config.name
     plan = [(s, a) for s in seed_list for a in config.algorithms]
-    # one objective per algorithm (the seeds share its data and split)
-    _check_splits(splits, retrain, [config.study_config(a, seed_list[0]) for a in config.algorithms])
+    # every study of a comparison has the same objective: one check covers them all
+    _check_splits(splits, retrain, config.study_config(config.algorithms[0], seed_list[0]))
     log(f"compare {config.name!r}: {len(config.algorithms)} algorithm(s) x {len(seed_list)} seed(s), "
         f"budget {config.budget.describe()} per study, {workers} worker(s)")
     t_all = time.monotonic()
