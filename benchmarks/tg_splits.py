@@ -4,6 +4,7 @@
     python benchmarks/tg_splits.py --split-seeds 40 --no-cnn   # reference model only (no TensorFlow)
     python benchmarks/tg_splits.py --params '{"conv_blocks": 1, ...}' --epochs 78 --seeds 3
     python benchmarks/tg_splits.py --split-seeds 40 --no-cnn --rdkit   # + fingerprint models (RDKit)
+    python benchmarks/tg_splits.py --model conv1d --params '{...}' --epochs 60   # the 1D CNN (model = "conv1d")
 
 The paper reports one test RMSE (15.68 K) on one random 15 % test part of the Tg file, and does
 not give the split. With 352 rows, 225 distinct polymers and a test part of 53, the RMSE depends
@@ -106,6 +107,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epochs", type=int, default=78, help="CNN training epochs on train + validation")
     ap.add_argument("--seeds", type=int, default=1, help="CNN training seeds per split (RMSE averaged)")
     ap.add_argument("--batch-size", type=int, default=16)
+    ap.add_argument("--model", choices=["search", "conv1d"], default="search",
+                    help="the tg-cnn objective's model: the paper's 2D CNN (search) or the 1D CNN (conv1d)")
     ap.add_argument("--rdkit", action="store_true", help="add fingerprint and descriptor models (RDKit)")
     args = ap.parse_args(argv)
     if args.split_seeds < 1 or args.seeds < 1 or args.epochs < 1:
@@ -117,7 +120,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"# Tg test RMSE over split seeds {args.first_split} .. {args.first_split + args.split_seeds - 1} "
           f"(269 / 30 / 53 molecules; the paper: {PAPER_RMSE_K} K on its one split)")
     if cnn:
-        print(f"# CNN {json.dumps(args.params)}, {args.epochs} epochs, batch {args.batch_size}, "
+        print(f"# CNN (model = {args.model}) {json.dumps(args.params)}, {args.epochs} epochs, batch {args.batch_size}, "
               f"{args.seeds} training seed(s) per split")
     extra_names = ["ET Morgan", "ET descriptors", "Tanimoto KRR"] if args.rdkit else []
     head = "| split seed | test copies of train+val | ExtraTrees (K) | ExtraTrees unseen (K) |"
@@ -130,7 +133,8 @@ def main(argv: list[str] | None = None) -> None:
     extra: dict[str, list[float]] = {}
     features = None
     for split in range(args.first_split, args.first_split + args.split_seeds):
-        obj = make_objective("tg-cnn", {"split_seed": split, "max_epochs": args.epochs, "batch_size": args.batch_size})
+        obj = make_objective("tg-cnn", {"split_seed": split, "max_epochs": args.epochs, "batch_size": args.batch_size,
+                                        "model": args.model})
         sp, y = obj.split, obj.y_raw
         fit, test = np.concatenate([sp["train"], sp["val"]]), sp["test"]
         seen = obj.seen_in_training("test")

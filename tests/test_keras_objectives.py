@@ -204,10 +204,12 @@ def test_fast_dense_trainer_matches_the_saved_keras_model(real_data: Path) -> No
     assert trainer.traces == traces
 
 
-def test_fast_cnn_trainer_matches_the_saved_keras_model(real_data: Path) -> None:
+@pytest.mark.parametrize("model", ["search", "conv1d"])
+def test_fast_cnn_trainer_matches_the_saved_keras_model(tmp_path: Path, real_data: Path, model: str) -> None:
     from optmpp.objectives import make_objective
+    from optmpp.objectives.keras_common import import_keras
 
-    obj = make_objective("tg-cnn", {"max_epochs": 2, "batch_size": 32})
+    obj = make_objective("tg-cnn", {"max_epochs": 2, "batch_size": 32, "model": model})
     params = {"conv_blocks": 2, "filters_1": 8, "kernel_1": 3, "filters_2": 12, "kernel_2": 2,
               "dense_blocks": 2, "units_1": 32, "dropout_1": 0.2, "units_2": 16, "dropout_2": 0.1,
               "learning_rate": 1e-3}
@@ -216,13 +218,23 @@ def test_fast_cnn_trainer_matches_the_saved_keras_model(real_data: Path) -> None
     trainer = obj._trainer("tune")
     net = obj.fast_net(params)
     history = trainer.train(net, 2, seed=3, restore_best=True)
-    model = net.to_keras(obj.inputs.shape[1:])
+    keras_model = net.to_keras(obj.inputs.shape[1:])
+    assert ("Conv1D" in {type(layer).__name__ for layer in keras_model.layers}) == (model == "conv1d")
     va = obj.split["val"]
-    keras_val = float(np.mean((model.predict(obj.inputs[va], verbose=0).ravel() - obj.y[va]) ** 2))
+    keras_val = float(np.mean((keras_model.predict(obj.inputs[va], verbose=0).ravel() - obj.y[va]) ** 2))
     assert keras_val == pytest.approx(history["best_val"], rel=1e-3)
     traces = trainer.traces
     trainer.train(obj.fast_net({**params, "filters_1": 30, "kernel_1": 5, "units_1": 64}), 1, seed=4)
     assert trainer.traces == traces  # same family (2 conv, 2 dense blocks): no new trace
+    # the Keras trainer builds the same architecture as the fast trainer's saved model
+    built = obj.build(params)
+    assert [type(layer).__name__ for layer in built.layers] == [type(layer).__name__ for layer in keras_model.layers]
+    assert [w.shape for w in built.get_weights()] == [w.shape for w in keras_model.get_weights()]
+    # a standard Keras file: keras.models.load_model gives the same predictions
+    keras_model.save(tmp_path / "m.keras")
+    loaded = import_keras().models.load_model(tmp_path / "m.keras")
+    x = obj.inputs[obj.split["test"]]
+    assert np.allclose(loaded.predict(x, verbose=0), keras_model.predict(x, verbose=0), atol=1e-5)
 
 
 def test_fast_trainer_takes_kerass_adam_steps(real_data: Path) -> None:

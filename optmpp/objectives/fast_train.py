@@ -28,7 +28,7 @@ import numpy as np
 
 from optmpp.objectives.keras_common import import_keras
 
-__all__ = ["ConvNet", "DenseNet", "FastTrainer", "start_state"]
+__all__ = ["Conv1DNet", "ConvNet", "DenseNet", "FastTrainer", "start_state"]
 
 _BN_MOMENTUM, _BN_EPS = 0.99, 1e-3
 
@@ -198,6 +198,84 @@ class ConvNet:
             weights += [*self.weights[4 * i : 4 * i + 4], *self.state[2 * i : 2 * i + 2]]
         weights += self.weights[4 * len(self.filters) :]
         model.set_weights([np.asarray(v) for v in weights])
+        return model
+
+
+@dataclass
+class Conv1DNet:
+    """A 1D CNN over the SMILES tokens: the (length x vocabulary x 1) one-hot matrix read as a
+    sequence of one-hot tokens, [Conv1D(relu, same)] blocks over the sequence, global max pooling
+    (each filter's strongest match anywhere in the molecule), [Dense(relu) -> Dropout] blocks,
+    Dense(1)."""
+
+    filters: list[int]
+    kernels: list[int]
+    units: list[int]
+    dropouts: list[float]
+    learning_rate: float
+    weights: list[Any] = field(default_factory=list)  # per conv: K, b; per dense: W, b; out W, b
+    state: list[Any] = field(default_factory=list)  # non-trainable: none
+
+    @property
+    def family(self) -> tuple[int, ...]:
+        return (len(self.filters), len(self.units))
+
+    def init(self, input_shape: tuple[int, ...], seed: int) -> None:
+        rng = np.random.default_rng(seed)
+        cin = int(input_shape[1])
+        self.weights, self.state = [], []
+        for f, k in zip(self.filters, self.kernels):
+            self.weights += [_glorot(rng, (k, cin, f), k * cin, k * f), np.zeros(f, np.float32)]
+            cin = f
+        fan_in = cin
+        for u in [*self.units, 1]:
+            self.weights += [_glorot(rng, (fan_in, u), fan_in, u), np.zeros(u, np.float32)]
+            fan_in = u
+
+    def hyper(self) -> list[np.ndarray]:
+        return [np.asarray(self.dropouts, np.float32)]
+
+    @staticmethod
+    def specs(tf: Any, family: tuple[int, ...]) -> tuple[list[Any], list[Any], list[Any]]:
+        n_conv, n_dense = family
+        vec = tf.TensorSpec([None], tf.float32)
+        w = []
+        for _ in range(n_conv):
+            w += [tf.TensorSpec([None, None, None], tf.float32), vec]
+        for _ in range(n_dense + 1):
+            w += [tf.TensorSpec([None, None], tf.float32), vec]
+        return w, [], [tf.TensorSpec([n_dense], tf.float32)]
+
+    @staticmethod
+    def forward(tf: Any, family: tuple[int, ...], w: list[Any], state: list[Any], hyper: list[Any],
+                x: Any, seed: Any | None) -> tuple[Any, list[Any]]:
+        n_conv, n_dense = family
+        (drops,) = hyper
+        shape = tf.shape(x)
+        h = tf.reshape(x, [shape[0], shape[1], shape[2]])  # (molecules, tokens, vocabulary)
+        for i in range(n_conv):
+            h = tf.nn.relu(tf.nn.conv1d(h, w[2 * i], stride=1, padding="SAME") + w[2 * i + 1])
+        h = tf.reduce_max(h, axis=1)
+        base = 2 * n_conv
+        for j in range(n_dense):
+            h = tf.nn.relu(tf.matmul(h, w[base + 2 * j]) + w[base + 2 * j + 1])
+            if seed is not None:
+                h = _dropout(tf, h, drops[j], seed + tf.constant([0, 1], tf.int32) * (j + 1))
+        out = base + 2 * n_dense
+        return tf.matmul(h, w[out]) + w[out + 1], state
+
+    def to_keras(self, input_shape: tuple[int, ...]) -> Any:
+        keras = import_keras()
+        L = keras.layers
+        model = keras.Sequential([keras.Input(tuple(input_shape)), L.Reshape(tuple(input_shape[:2]))])
+        for f, k in zip(self.filters, self.kernels):
+            model.add(L.Conv1D(int(f), int(k), activation="relu", padding="same"))
+        model.add(L.GlobalMaxPooling1D())
+        for u, d in zip(self.units, self.dropouts):
+            model.add(L.Dense(int(u), activation="relu"))
+            model.add(L.Dropout(float(d)))
+        model.add(L.Dense(1))
+        model.set_weights([np.asarray(v) for v in self.weights])
         return model
 
 
