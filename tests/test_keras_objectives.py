@@ -6,6 +6,7 @@ import csv
 import json
 import re
 import subprocess
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -97,11 +98,12 @@ def test_hdpe_dnn_run_best_predict(tmp_path: Path, real_data: Path) -> None:
     assert out.returncode == 2 and "missing column(s) 'CAT'" in out.stderr
 
 
-def test_tg_cnn_run_best_predict(tmp_path: Path, real_data: Path) -> None:
+@pytest.mark.parametrize("model", ["search", "conv1d"])
+def test_tg_cnn_run_best_predict(tmp_path: Path, real_data: Path, model: str) -> None:
     study = tmp_path / "tg.toml"
     study.write_text(
         'name = "tg"\nn_trials = 4\nworkers = 2\n[algorithm]\nname = "bohb"\n'
-        '[objective]\nname = "tg-cnn"\nmax_epochs = 3\nbatch_size = 32\n'
+        f'[objective]\nname = "tg-cnn"\nmodel = "{model}"\nmax_epochs = 3\nbatch_size = 32\n'
         'conv_blocks = [1, 2]\nfilters = [8, 16]\ndense_blocks = [1, 1]\nunits = [16, 32]\n'
     )
     url = f"sqlite:///{tmp_path}/runs.db"
@@ -120,6 +122,10 @@ def test_tg_cnn_run_best_predict(tmp_path: Path, real_data: Path) -> None:
     assert other["metrics"]["rmse_unseen_units"] > 0
     card = json.loads((models / "optmpp-model.json").read_text())
     assert (models / "splits.csv").exists() and card["objective_options"]["split_seed"] == 0
+    assert card["objective_options"]["model"] == model
+    with zipfile.ZipFile(models / "model.keras") as saved:  # the architecture is its config.json
+        layers = saved.read("config.json").decode()
+    assert ('"Conv1D"' in layers) == (model == "conv1d") and ('"Conv2D"' in layers) == (model == "search")
     # 36 of the 53 test molecules are copies of training ones; the RMSE on the other 17 is
     # reported too, and its squared errors are part of the whole test set's
     for m in best["per_seed"]:
