@@ -44,6 +44,35 @@ def _dropout(tf: Any, h: Any, rate: Any, seed: Any) -> Any:
     return tf.where(u < keep, h / keep, tf.zeros_like(h))
 
 
+def _dense_head_init(rng: np.random.Generator, fan_in: int, units: Sequence[int]) -> list[np.ndarray]:
+    """Weights of the CNNs' head: [Dense(u) for u in units], then Dense(1)."""
+    weights = []
+    for u in [*units, 1]:
+        weights += [_glorot(rng, (fan_in, u), fan_in, u), np.zeros(u, np.float32)]
+        fan_in = u
+    return weights
+
+
+def _dense_head_specs(tf: Any, n_dense: int) -> list[Any]:
+    return [tf.TensorSpec([None, None], tf.float32), tf.TensorSpec([None], tf.float32)] * (n_dense + 1)
+
+
+def _dense_head(tf: Any, h: Any, w: list[Any], n_dense: int, drops: Any, seed: Any | None) -> Any:
+    """The CNNs' head on features ``h``: ``w`` holds its weights only (W, b per layer)."""
+    for j in range(n_dense):
+        h = tf.nn.relu(tf.matmul(h, w[2 * j]) + w[2 * j + 1])
+        if seed is not None:
+            h = _dropout(tf, h, drops[j], seed + tf.constant([0, 1], tf.int32) * (j + 1))
+    return tf.matmul(h, w[2 * n_dense]) + w[2 * n_dense + 1]
+
+
+def _add_dense_head(model: Any, L: Any, units: Sequence[int], dropouts: Sequence[float]) -> None:
+    for u, d in zip(units, dropouts):
+        model.add(L.Dense(int(u), activation="relu"))
+        model.add(L.Dropout(float(d)))
+    model.add(L.Dense(1))
+
+
 @dataclass
 class DenseNet:
     """Dense(units_i) -> LeakyReLU(alpha_i) -> Dropout(dropout_i) blocks, then Dense(1)."""
@@ -133,10 +162,7 @@ class ConvNet:
             ]
             self.state += [np.zeros(f, np.float32), np.ones(f, np.float32)]
             h, w, cin = -(-h // 2), -(-w // 2), f
-        fan_in = h * w * cin
-        for u in [*self.units, 1]:
-            self.weights += [_glorot(rng, (fan_in, u), fan_in, u), np.zeros(u, np.float32)]
-            fan_in = u
+        self.weights += _dense_head_init(rng, h * w * cin, self.units)
 
     def hyper(self) -> list[np.ndarray]:
         return [np.asarray(self.dropouts, np.float32)]
@@ -148,9 +174,7 @@ class ConvNet:
         w = []
         for _ in range(n_conv):
             w += [tf.TensorSpec([None, None, None, None], tf.float32), vec, vec, vec]
-        for _ in range(n_dense + 1):
-            w += [tf.TensorSpec([None, None], tf.float32), vec]
-        return w, [vec] * (2 * n_conv), [tf.TensorSpec([n_dense], tf.float32)]
+        return w + _dense_head_specs(tf, n_dense), [vec] * (2 * n_conv), [tf.TensorSpec([n_dense], tf.float32)]
 
     @staticmethod
     def forward(tf: Any, family: tuple[int, ...], w: list[Any], state: list[Any], hyper: list[Any],
@@ -172,13 +196,7 @@ class ConvNet:
                 new_state += [mm, mv]
             h = (h - mean) * tf.math.rsqrt(var + _BN_EPS) * gamma + beta
         h = tf.reshape(h, [tf.shape(h)[0], -1])
-        base = 4 * n_conv
-        for j in range(n_dense):
-            h = tf.nn.relu(tf.matmul(h, w[base + 2 * j]) + w[base + 2 * j + 1])
-            if seed is not None:
-                h = _dropout(tf, h, drops[j], seed + tf.constant([0, 1], tf.int32) * (j + 1))
-        out = base + 2 * n_dense
-        return tf.matmul(h, w[out]) + w[out + 1], new_state
+        return _dense_head(tf, h, w[4 * n_conv :], n_dense, drops, seed), new_state
 
     def to_keras(self, input_shape: tuple[int, ...]) -> Any:
         keras = import_keras()
@@ -189,10 +207,7 @@ class ConvNet:
             model.add(L.MaxPool2D((2, 2), padding="same"))
             model.add(L.BatchNormalization(momentum=_BN_MOMENTUM, epsilon=_BN_EPS))
         model.add(L.Flatten())
-        for u, d in zip(self.units, self.dropouts):
-            model.add(L.Dense(int(u), activation="relu"))
-            model.add(L.Dropout(float(d)))
-        model.add(L.Dense(1))
+        _add_dense_head(model, L, self.units, self.dropouts)
         weights: list[Any] = []
         for i in range(len(self.filters)):
             weights += [*self.weights[4 * i : 4 * i + 4], *self.state[2 * i : 2 * i + 2]]
@@ -227,10 +242,7 @@ class Conv1DNet:
         for f, k in zip(self.filters, self.kernels):
             self.weights += [_glorot(rng, (k, cin, f), k * cin, k * f), np.zeros(f, np.float32)]
             cin = f
-        fan_in = cin
-        for u in [*self.units, 1]:
-            self.weights += [_glorot(rng, (fan_in, u), fan_in, u), np.zeros(u, np.float32)]
-            fan_in = u
+        self.weights += _dense_head_init(rng, cin, self.units)
 
     def hyper(self) -> list[np.ndarray]:
         return [np.asarray(self.dropouts, np.float32)]
@@ -242,9 +254,7 @@ class Conv1DNet:
         w = []
         for _ in range(n_conv):
             w += [tf.TensorSpec([None, None, None], tf.float32), vec]
-        for _ in range(n_dense + 1):
-            w += [tf.TensorSpec([None, None], tf.float32), vec]
-        return w, [], [tf.TensorSpec([n_dense], tf.float32)]
+        return w + _dense_head_specs(tf, n_dense), [], [tf.TensorSpec([n_dense], tf.float32)]
 
     @staticmethod
     def forward(tf: Any, family: tuple[int, ...], w: list[Any], state: list[Any], hyper: list[Any],
@@ -256,13 +266,7 @@ class Conv1DNet:
         for i in range(n_conv):
             h = tf.nn.relu(tf.nn.conv1d(h, w[2 * i], stride=1, padding="SAME") + w[2 * i + 1])
         h = tf.reduce_max(h, axis=1)
-        base = 2 * n_conv
-        for j in range(n_dense):
-            h = tf.nn.relu(tf.matmul(h, w[base + 2 * j]) + w[base + 2 * j + 1])
-            if seed is not None:
-                h = _dropout(tf, h, drops[j], seed + tf.constant([0, 1], tf.int32) * (j + 1))
-        out = base + 2 * n_dense
-        return tf.matmul(h, w[out]) + w[out + 1], state
+        return _dense_head(tf, h, w[2 * n_conv :], n_dense, drops, seed), state
 
     def to_keras(self, input_shape: tuple[int, ...]) -> Any:
         keras = import_keras()
@@ -271,10 +275,7 @@ class Conv1DNet:
         for f, k in zip(self.filters, self.kernels):
             model.add(L.Conv1D(int(f), int(k), activation="relu", padding="same"))
         model.add(L.GlobalMaxPooling1D())
-        for u, d in zip(self.units, self.dropouts):
-            model.add(L.Dense(int(u), activation="relu"))
-            model.add(L.Dropout(float(d)))
-        model.add(L.Dense(1))
+        _add_dense_head(model, L, self.units, self.dropouts)
         model.set_weights([np.asarray(v) for v in self.weights])
         return model
 
