@@ -166,7 +166,7 @@ def format_splits_table(result: BestResult) -> str:
     return "\n".join(lines)
 
 
-def _split_options(config: StudyConfig, objective: Any, splits: int) -> int:
+def check_splits(config: StudyConfig, objective: Any, splits: int) -> int:
     """Check that ``splits`` other random splits can be drawn; the study's split seed."""
     if splits < 1:
         raise ConfigError(f"--splits must be >= 1, got {splits}")
@@ -271,7 +271,7 @@ def retrain_best(
     if ensemble and not callable(getattr(objective, "ensemble", None)):
         raise ConfigError(f"objective {config.objective.name!r} cannot average models (it has no ensemble(evaluations) method)")
     options = getattr(objective, "options", None)
-    split_seed = _split_options(config, objective, splits)
+    split_seed = check_splits(config, objective, splits)
     fixed = getattr(options, "model", None) == "paper-baseline"
     if fixed:
         trial_number, params, epochs = None, {}, getattr(objective, "max_budget", None)

@@ -667,10 +667,10 @@ def _check_splits(splits: int, retrain: bool, config: StudyConfig | None = None)
     if splits > 1 and not retrain:
         raise ConfigError("--splits N retrains each best trial on N splits: it cannot go with --no-retrain")
     if splits > 1 and config is not None:
-        from optmpp.best import _split_options
+        from optmpp.best import check_splits
         from optmpp.objectives import make_objective
 
-        _split_options(config, make_objective(config.objective.name, config.objective.options, config.path), splits)
+        check_splits(config, make_objective(config.objective.name, config.objective.options, config.path), splits)
 
 
 # --------------------------------------------------------------------------------------
