@@ -253,6 +253,7 @@ def prepare_study(
         stored = study.user_attrs.get(CONFIG_ATTR)
         identity = _identity(config, objective)
         if stored is not None:
+            stored = _with_new_option_defaults(stored, objective)
             diff = _diff({k: stored.get(k) for k in identity}, identity)
             if diff:
                 raise ConfigError(
@@ -291,6 +292,32 @@ def _identity(config: StudyConfig, objective: Any) -> dict[str, Any]:
     if dataclasses.is_dataclass(options) and not isinstance(options, type):
         identity["objective"] = {"name": config.objective.name, **dataclasses.asdict(options)}
     return json.loads(json.dumps(identity, default=str))  # tuples -> lists, as stored
+
+
+def _with_new_option_defaults(stored: dict[str, Any], objective: Any) -> dict[str, Any]:
+    """``stored`` with the objective options that it lacks filled in with their defaults.
+
+    A stored configuration lists every option of the optmpp that created the study; an option
+    missing from it was added since, with a default that keeps the old behaviour. So a study
+    made by an older optmpp resumes when the study file leaves such an option at its default,
+    and is refused (as any other change) when it sets another value.
+    """
+    options = getattr(objective, "options", None)
+    old = stored.get("objective")
+    if not (dataclasses.is_dataclass(options) and isinstance(old, dict)):
+        return stored
+    added = {}
+    for f in dataclasses.fields(options):
+        if f.name in old:
+            continue
+        if f.default is not dataclasses.MISSING:
+            added[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            added[f.name] = f.default_factory()
+    if not added:
+        return stored
+    added = json.loads(json.dumps(added, default=str))  # as _identity normalises them
+    return {**stored, "objective": {**old, **added}}
 
 
 def _check_direction(config: StudyConfig, objective: Any) -> None:

@@ -90,6 +90,26 @@ def test_resume_with_another_configuration_is_refused(sqlite_url: str) -> None:
     prepare_study(toy_config(algorithm="random", n_trials=5), sqlite_url, log=lambda m: None)
 
 
+def test_a_study_made_before_an_option_existed_resumes_at_its_default(sqlite_url: str) -> None:
+    """An older optmpp stored no value for an option added since (its default keeps the old
+    behaviour): the study resumes with the default, and another value is refused as a change."""
+    prepare_study(toy_config(algorithm="random", n_trials=2), sqlite_url, log=lambda m: None)
+    study = load(sqlite_url)
+    stored = study.user_attrs["optmpp:config"]
+    assert stored["objective"]["nan_above"] is None and stored["objective"]["sleep"] == 0.0
+    for key in ("nan_above", "sleep"):  # as an optmpp without these options stored it
+        del stored["objective"][key]
+    study.set_user_attr("optmpp:config", stored)
+    prepare_study(toy_config(algorithm="random", n_trials=3), sqlite_url, log=lambda m: None)
+    assert load(sqlite_url).user_attrs["optmpp:config"]["objective"]["nan_above"] is None  # now stored
+    study.set_user_attr("optmpp:config", stored)
+    with pytest.raises(ConfigError, match=r"refusing to resume(.|\n)*objective.sleep: stored 0.0 != asked 0.5"):
+        prepare_study(toy_config(algorithm="random", n_trials=3, sleep=0.5), sqlite_url, log=lambda m: None)
+    # what the stored study does hold still has to match
+    with pytest.raises(ConfigError, match=r"objective.max_epochs: stored 9 != asked 3"):
+        prepare_study(toy_config(algorithm="random", n_trials=3, max_epochs=3), sqlite_url, log=lambda m: None)
+
+
 def test_stored_direction_must_match(sqlite_url: str) -> None:
     optuna.create_study(study_name="toy", storage=sqlite_url, direction="maximize")
     with pytest.raises(ConfigError, match="stored study 'toy' .* is 'maximize'"):
