@@ -203,7 +203,7 @@ def _best_trial(config: StudyConfig, storage_url: str) -> Any:
 
     from optmpp.storage import make_storage, redact_url
 
-    storage = make_storage(storage_url, heartbeat_interval=None)
+    storage = make_storage(storage_url, heartbeat_interval=None, must_exist=True)
     try:
         study = optuna.load_study(study_name=config.name, storage=storage)
     except KeyError:

@@ -144,7 +144,7 @@ def cmd_plots(args: argparse.Namespace) -> int:
 
     config, url = _load(args)
     try:
-        study = optuna.load_study(study_name=config.name, storage=make_storage(url, heartbeat_interval=None))
+        study = optuna.load_study(study_name=config.name, storage=make_storage(url, heartbeat_interval=None, must_exist=True))
     except KeyError:
         raise ConfigError(f"no study {config.name!r} in {redact_url(url)}; run it first") from None
     out = args.out or f"runs/plots/{config.name}"
@@ -258,13 +258,10 @@ def cmd_objectives(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
-    from optmpp.storage import StorageError, make_storage, redact_url, resolve_storage_url, sqlite_path
+    from optmpp.storage import make_storage, redact_url, resolve_storage_url
 
     url = resolve_storage_url(args.storage)
-    path = sqlite_path(url)
-    if path is not None and not path.exists():
-        raise StorageError(f"{path} does not exist: run a study first, or pass --storage")
-    storage = make_storage(url, heartbeat_interval=None)
+    storage = make_storage(url, heartbeat_interval=None, must_exist=True)
     try:
         import optuna_dashboard
     except ImportError:

@@ -604,8 +604,8 @@ def report(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     _check_splits(splits, retrain)
     out = Path(out_dir)
+    storage = make_storage(storage_url, heartbeat_interval=None, must_exist=True)
     out.mkdir(parents=True, exist_ok=True)
-    storage = make_storage(storage_url, heartbeat_interval=None)
     known = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     missing = [n for n in study_names if n not in known]
     if missing:

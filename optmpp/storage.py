@@ -157,11 +157,16 @@ def make_storage(
     heartbeat_interval: int | None = 10,
     grace_period: int | None = None,
     max_retry: int = 2,
+    must_exist: bool = False,
 ) -> optuna.storages.RDBStorage:
     """An RDB storage for ``url`` with heartbeat and retry of trials whose worker died.
 
+    ``must_exist``: for commands that only read studies, a SQLite file that is not there is an
+    error (a mistyped path), not a new empty database.
+
     Raises:
-        StorageError: the URL is not supported or the database does not answer.
+        StorageError: the URL is not supported, the database does not answer, or (``must_exist``)
+            the SQLite file does not exist.
     """
     import inspect
     import warnings
@@ -170,6 +175,8 @@ def make_storage(
 
     kwargs = _engine_kwargs(url)
     path = sqlite_path(url)
+    if path is not None and must_exist and not path.exists():
+        raise StorageError(f"{path} does not exist: run a study first, or pass --storage")
     if path is not None:
         try:
             _prepare_sqlite(path)

@@ -986,7 +986,7 @@ def storage_status(storage_url: str, study_name: str | None = None, recent_s: fl
     import optuna
     from optuna.trial import TrialState
 
-    storage = make_storage(storage_url, heartbeat_interval=None)
+    storage = make_storage(storage_url, heartbeat_interval=None, must_exist=True)
     summaries = optuna.get_all_study_summaries(storage, include_best_trial=False)
     names = [s.study_name for s in summaries]
     if study_name is not None:

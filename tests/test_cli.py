@@ -75,6 +75,21 @@ def test_unreachable_storage_exits_3_and_hides_the_password(tmp_path: Path) -> N
     assert "someone:***@127.0.0.1:1" in out.stderr
 
 
+@pytest.mark.parametrize("command", ["status", "best", "plots", "report"])
+def test_reading_commands_refuse_a_missing_sqlite_file_and_create_none(tmp_path: Path, command: str) -> None:
+    p = tmp_path / "s.toml"
+    p.write_text('name = "s"\nalgorithm = "random"\nobjective = "toy_objectives:make"\n')
+    db = tmp_path / "mistyped.db"
+    url = f"sqlite:///{db}"
+    args = {"status": ["status", "--storage", url], "best": ["best", str(p), "--storage", url],
+            "plots": ["plots", str(p), "--storage", url], "report": ["report", url, "s", "--out", str(tmp_path / "r")]}
+    out = run_cli(*args[command])
+    assert out.returncode == 3, out.stderr
+    assert f"{db} does not exist: run a study first" in out.stderr
+    assert "Traceback" not in out.stderr
+    assert not db.exists()
+
+
 @pytest.mark.slow
 def test_run_end_to_end_on_the_real_data(tmp_path: Path, real_data: Path) -> None:
     url = f"sqlite:///{tmp_path}/runs.db"
