@@ -287,6 +287,38 @@ SPLITS_HELP = ("retrain each study's best trial on N random splits of the data (
                "give the table's test metrics over seeds x splits (default 1: the study's split only)")
 
 
+def _count(text: str) -> int:
+    """argparse type of counts (workers, trials, threads, seeds, splits): an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    """argparse type of durations: a number of seconds > 0."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text}")
+    return value
+
+
+def _port(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port number 1-65535, got {text!r}")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="optmpp",
@@ -310,19 +342,19 @@ def build_parser() -> argparse.ArgumentParser:
     r = sub.add_parser("run", help="create or resume a study and run N worker processes on it")
     r.add_argument("study", help="study file (TOML)")
     common(r, storage_help)
-    r.add_argument("--workers", type=int, help="worker processes (default: the study file's)")
-    r.add_argument("--n-trials", type=int, help="finished trials the study should hold in total")
-    r.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
-    r.add_argument("--threads", type=int, help="threads per worker (default: cores / workers)")
+    r.add_argument("--workers", type=_count, help="worker processes (default: the study file's)")
+    r.add_argument("--n-trials", type=_count, help="finished trials the study should hold in total")
+    r.add_argument("--timeout", type=_seconds, help="stop starting trials after S seconds")
+    r.add_argument("--threads", type=_count, help="threads per worker (default: cores / workers)")
     r.add_argument("-v", "--verbose", action="store_true", help="print every trial's result")
     r.set_defaults(func=cmd_run)
 
     w = sub.add_parser("worker", help="join a study as one worker (run it on any machine, any number of times)")
     w.add_argument("study", help="study file (TOML)")
     common(w, storage_help)
-    w.add_argument("--n-trials", type=int, help="finished trials the study should hold in total")
-    w.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
-    w.add_argument("--threads", type=int, help="threads of this worker (default: all cores)")
+    w.add_argument("--n-trials", type=_count, help="finished trials the study should hold in total")
+    w.add_argument("--timeout", type=_seconds, help="stop starting trials after S seconds")
+    w.add_argument("--threads", type=_count, help="threads of this worker (default: all cores)")
     w.add_argument("-v", "--verbose", action="store_true", help="print every trial's result")
     w.add_argument("--index", type=int, help=argparse.SUPPRESS)
     w.set_defaults(func=cmd_worker)
@@ -330,11 +362,11 @@ def build_parser() -> argparse.ArgumentParser:
     b = sub.add_parser("best", help="retrain the best trial, print test metrics, save the model")
     b.add_argument("study", help="study file (TOML)")
     common(b, storage_help)
-    b.add_argument("--seeds", type=int, default=1, help="retrain with this many seeds (mean ± std)")
+    b.add_argument("--seeds", type=_count, default=1, help="retrain with this many seeds (mean ± std)")
     b.add_argument("--out", help="model directory (default runs/models/<study>)")
     b.add_argument("--ensemble", action="store_true",
                    help="save the mean of the --seeds models as one model (and report its test metrics)")
-    b.add_argument("--splits", type=int, default=1, metavar="N",
+    b.add_argument("--splits", type=_count, default=1, metavar="N",
                    help="also retrain the same hyperparameters on N-1 other random splits of the data and report "
                         "the test metrics' median and spread over the N splits (the saved model stays the study's)")
     b.set_defaults(func=cmd_best)
@@ -356,12 +388,12 @@ def build_parser() -> argparse.ArgumentParser:
     c = sub.add_parser("compare", help="the paper's comparison: every algorithm, one budget, seeds; table + figures")
     c.add_argument("comparison", help="comparison file (TOML): objective, algorithms, budget, seeds")
     common(c, storage_help)
-    c.add_argument("--workers", type=int, help="worker processes per study (default: the file's)")
-    c.add_argument("--seeds", type=int, help="studies per algorithm (default: the file's)")
-    c.add_argument("--threads", type=int, help="threads per worker (default: cores / workers)")
+    c.add_argument("--workers", type=_count, help="worker processes per study (default: the file's)")
+    c.add_argument("--seeds", type=_count, help="studies per algorithm (default: the file's)")
+    c.add_argument("--threads", type=_count, help="threads per worker (default: cores / workers)")
     c.add_argument("--out", help="output directory (default runs/compare/<name>)")
     c.add_argument("--no-retrain", action="store_true", help="skip retraining the best trials (no test metrics)")
-    c.add_argument("--splits", type=int, metavar="N", help=SPLITS_HELP.replace("default 1", "default: the file's, else 1"))
+    c.add_argument("--splits", type=_count, metavar="N", help=SPLITS_HELP.replace("default 1", "default: the file's, else 1"))
     c.set_defaults(func=cmd_compare)
 
     rp = sub.add_parser("report", help="comparison table and figures of existing studies (any storage)")
@@ -370,7 +402,7 @@ def build_parser() -> argparse.ArgumentParser:
     rp.add_argument("--out", help="output directory (default runs/report/<title or first study>)")
     rp.add_argument("--title", help="title of the table and figures")
     rp.add_argument("--no-retrain", action="store_true", help="skip retraining the best trials (no test metrics)")
-    rp.add_argument("--splits", type=int, default=1, metavar="N", help=SPLITS_HELP)
+    rp.add_argument("--splits", type=_count, default=1, metavar="N", help=SPLITS_HELP)
     rp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
     rp.add_argument("--json", action="store_true", help="print the table as JSON")
     rp.set_defaults(func=cmd_report)
@@ -378,7 +410,7 @@ def build_parser() -> argparse.ArgumentParser:
     st = sub.add_parser("status", help="studies in a storage: trials by state, best value, workers, epochs")
     st.add_argument("study", nargs="?", help="a study name (default: all studies)")
     st.add_argument("--storage", help=storage_help)
-    st.add_argument("--recent", type=float, default=300.0, help="a worker counts as seen within S seconds (300)")
+    st.add_argument("--recent", type=_seconds, default=300.0, help="a worker counts as seen within S seconds (300)")
     st.add_argument("--json", action="store_true")
     st.set_defaults(func=cmd_status)
 
@@ -392,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("dashboard", help="start optuna-dashboard on a storage")
     d.add_argument("--storage", help=storage_help)
-    d.add_argument("--port", type=int, default=8080)
+    d.add_argument("--port", type=_port, default=8080)
     d.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     d.set_defaults(func=cmd_dashboard)
 

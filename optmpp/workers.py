@@ -843,8 +843,41 @@ def _thread_env(threads: int) -> Iterator[None]:
                 os.environ[v] = val
 
 
+def available_cores() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # pragma: no cover - macOS, Windows
+        return max(1, os.cpu_count() or 1)
+
+
 def default_threads(workers: int) -> int:
-    return max(1, (os.cpu_count() or 1) // max(1, workers))
+    return max(1, available_cores() // max(1, workers))
+
+
+#: ``run`` and ``compare`` start at most this many worker processes per core of the machine
+MAX_WORKERS_PER_CORE = 4
+
+
+def check_workers(workers: int, log: Log = _stderr, where: str = "") -> None:
+    """Refuse a worker count that would swamp this machine; note one above its cores.
+
+    Each worker is a process with its own copy of the objective (TensorFlow, the data), so
+    500 workers on 2 cores start 500 TensorFlow imports at once and the machine stalls.
+    """
+    if workers < 1:
+        raise ConfigError(f"{where}workers: expected an integer >= 1, got {workers}")
+    cores = available_cores()
+    if workers > MAX_WORKERS_PER_CORE * cores:
+        raise ConfigError(
+            f"{where}workers: {workers} worker processes on this machine's {cores} core(s) is more than "
+            f"{MAX_WORKERS_PER_CORE} per core ({MAX_WORKERS_PER_CORE * cores}): each is a process with its own "
+            "copy of the objective. Use fewer (one per core trains fastest), or run `optmpp worker STUDY "
+            "--storage URL` on more machines against one shared storage"
+        )
+    if workers > cores:
+        log(f"note: {workers} workers on {cores} core(s) share the cores, so each trial runs slower; "
+            "one worker per core trains fastest")
 
 
 def run_study(
@@ -872,6 +905,7 @@ def run_study(
     an epoch budget), ``n_trials`` is only a cap and at most that many trials wait queued.
     """
     workers = workers or config.workers
+    check_workers(workers, log, f"{config.path}: " if config.path else "")
     n_trials = n_trials or config.n_trials
     timeout = timeout if timeout is not None else config.timeout
     threads = threads or default_threads(workers)

@@ -75,6 +75,45 @@ def test_unreachable_storage_exits_3_and_hides_the_password(tmp_path: Path) -> N
     assert "someone:***@127.0.0.1:1" in out.stderr
 
 
+@pytest.mark.parametrize(("args", "message"), [
+    (["run", "S", "--workers", "-1"], "argument --workers: expected an integer >= 1, got -1"),
+    (["run", "S", "--workers", "0"], "argument --workers: expected an integer >= 1, got 0"),
+    (["run", "S", "--n-trials", "0"], "argument --n-trials: expected an integer >= 1, got 0"),
+    (["run", "S", "--threads", "two"], "argument --threads: expected an integer >= 1, got 'two'"),
+    (["run", "S", "--timeout", "-5"], "argument --timeout: expected a number of seconds > 0, got -5"),
+    (["worker", "S", "--timeout", "nan"], "argument --timeout: expected a number of seconds > 0, got nan"),
+    (["best", "S", "--seeds", "0"], "argument --seeds: expected an integer >= 1, got 0"),
+    (["status", "--recent", "0"], "argument --recent: expected a number of seconds > 0, got 0"),
+    (["dashboard", "--port", "70000"], "argument --port: expected a port number 1-65535, got '70000'"),
+])
+def test_bad_counts_and_durations_exit_2_before_anything_runs(tmp_path: Path, args: list[str], message: str) -> None:
+    p = tmp_path / "s.toml"
+    p.write_text('name = "s"\nalgorithm = "random"\nobjective = "toy_objectives:make"\nn_trials = 2\n')
+    db = tmp_path / "s.db"
+    out = run_cli(*[str(p) if a == "S" else a for a in args], "--storage", f"sqlite:///{db}")
+    assert out.returncode == 2, out.stderr
+    assert message in out.stderr
+    assert not db.exists()
+
+
+def test_run_refuses_more_than_four_workers_per_core_and_notes_more_than_one(tmp_path: Path) -> None:
+    from optmpp.workers import MAX_WORKERS_PER_CORE, available_cores
+
+    cores = available_cores()
+    p = tmp_path / "s.toml"
+    p.write_text('name = "s"\nalgorithm = "random"\nobjective = "toy_objectives:make"\nn_trials = 4\n')
+    db = tmp_path / "s.db"
+    too_many = MAX_WORKERS_PER_CORE * cores + 1
+    out = run_cli("run", str(p), "--storage", f"sqlite:///{db}", "--workers", str(too_many))
+    assert out.returncode == 2, out.stderr
+    assert f"workers: {too_many} worker processes on this machine's {cores} core(s)" in out.stderr
+    assert "optmpp worker STUDY --storage URL" in out.stderr and not db.exists()
+    out = run_cli("run", str(p), "--storage", f"sqlite:///{db}", "--workers", str(cores + 1), "--json")
+    assert out.returncode == 0, out.stderr
+    assert f"note: {cores + 1} workers on {cores} core(s) share the cores" in out.stderr
+    assert json.loads(out.stdout)["counts"]["finished"] == 4
+
+
 @pytest.mark.parametrize("command", ["status", "best", "plots", "report"])
 def test_reading_commands_refuse_a_missing_sqlite_file_and_create_none(tmp_path: Path, command: str) -> None:
     p = tmp_path / "s.toml"
