@@ -287,26 +287,23 @@ SPLITS_HELP = ("retrain each study's best trial on N random splits of the data (
                "give the table's test metrics over seeds x splits (default 1: the study's split only)")
 
 
-def _count(text: str) -> int:
-    """argparse type of counts (workers, trials, threads, seeds, splits): an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected an integer >= 1, got {value}")
-    return value
+def _positive(convert: Any, expected: str) -> Any:
+    """An argparse type: ``convert(text)``, which must be > 0 and finite, else "expected ..."."""
+
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if not 0 < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text}")
+        return value
+
+    return parse
 
 
-def _seconds(text: str) -> float:
-    """argparse type of durations: a number of seconds > 0."""
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text!r}") from None
-    if not value > 0 or value == float("inf"):
-        raise argparse.ArgumentTypeError(f"expected a number of seconds > 0, got {text}")
-    return value
+_count = _positive(int, "an integer >= 1")  # workers, trials, threads, seeds, splits
+_seconds = _positive(float, "a number of seconds > 0")
 
 
 def _port(text: str) -> int:

@@ -175,9 +175,9 @@ def make_storage(
 
     kwargs = _engine_kwargs(url)
     path = sqlite_path(url)
-    if path is not None and must_exist and not path.exists():
-        raise StorageError(f"{path} does not exist: run a study first, or pass --storage")
     if path is not None:
+        if must_exist and not path.exists():
+            raise StorageError(f"{path} does not exist: run a study first, or pass --storage")
         try:
             _prepare_sqlite(path)
         except (OSError, sqlite3.Error) as exc:
