@@ -48,10 +48,12 @@ def _load_model(model_dir: Path, card: dict[str, Any]) -> Any:
     raise DataError(f"{model_dir}: unknown framework {card.get('framework')!r}")
 
 
-def _tabular_inputs(card: dict[str, Any], header: list[str], rows: list[tuple[int, list[str]]], path: Path) -> np.ndarray:
+def _tabular_inputs(
+    card: dict[str, Any], header: list[str], rows: list[tuple[int, list[str]]], path: Path, decimal_comma: bool = False
+) -> np.ndarray:
     features = card["features"]
     index = column_indices(path, header, features, why=" that the model needs")
-    X, _, bad = parse_numeric_rows(rows, features, index)
+    X, _, bad = parse_numeric_rows(rows, features, index, decimal_comma)
     if bad:
         raise DataError(f"{path}: {len(bad)} bad row(s): " + "; ".join(f"line {ln}: {p}" for ln, p in bad[:10]))
     mean, scale = np.asarray(card["x_scaler"]["mean"]), np.asarray(card["x_scaler"]["scale"])
@@ -87,17 +89,19 @@ def predict_file(
 ) -> np.ndarray:
     """Predict every row of ``input_csv``; write the rows plus ``predicted_<target>``.
 
-    Writes to ``output_csv``, or to standard output when it is None. Returns the predictions.
+    Writes to ``output_csv``, or to standard output when it is None, with the input's separator
+    (and decimal commas when that is a semicolon). Returns the predictions.
     """
     model_dir, input_csv = Path(model_dir), Path(input_csv)
     card = load_model_card(model_dir)
     if not input_csv.exists():
         raise DataError(f"{input_csv}: no such file")
-    header, rows = read_csv_rows(input_csv)
+    csv_rows = read_csv_rows(input_csv)
+    header, rows, delimiter = csv_rows
     if not rows:
         raise DataError(f"{input_csv}: no data row")
     if card["kind"] == "tabular":
-        x = _tabular_inputs(card, header, rows, input_csv)
+        x = _tabular_inputs(card, header, rows, input_csv, csv_rows.decimal_comma)
     elif card["kind"] == "smiles":
         x = _smiles_inputs(card, header, rows, input_csv, smiles_column)
     else:
@@ -108,10 +112,13 @@ def predict_file(
     buf = io.StringIO() if output_csv is None else None
     fh = open(output_csv, "w", newline="") if output_csv is not None else buf
     try:
-        w = csv.writer(fh)
+        w = csv.writer(fh, delimiter=delimiter)
         w.writerow([*header, target])
         for (line, row), value in zip(rows, y):
-            w.writerow([*row[: len(header)], *[""] * (len(header) - len(row)), f"{value:.6g}"])
+            text = f"{value:.6g}"
+            if delimiter == ";":  # a spreadsheet's export where the comma is the decimal mark
+                text = text.replace(".", ",")
+            w.writerow([*row[: len(header)], *[""] * (len(header) - len(row)), text])
     finally:
         if output_csv is not None:
             fh.close()

@@ -260,6 +260,28 @@ def test_best_ensemble_saves_the_mean_of_the_seeds(tmp_path: Path, real_data: Pa
     np.testing.assert_allclose(pred, members * card["y_scaler"]["scale"] + card["y_scaler"]["mean"], rtol=1e-5)
 
 
+def test_predict_reads_and_writes_a_semicolon_file_with_decimal_commas(tmp_path: Path, real_data: Path) -> None:
+    """A chemist's spreadsheet export (``;`` between fields, ``,`` as the decimal mark) predicts as
+    the comma file does, and comes back in the same form."""
+    study, url = run_mlp_study(tmp_path, "mlp-semicolon")
+    models = tmp_path / "models"
+    assert run_cli("best", str(study), "--storage", url, "--out", str(models), "-q").returncode == 0
+    lines = (real_data / "HDPE_LG_Plant_Data.csv").read_text().splitlines()[:6]
+    comma, semi = tmp_path / "comma.csv", tmp_path / "semi.csv"
+    comma.write_text("\n".join(lines) + "\n")
+    semi.write_text("\n".join(line.replace(",", ";").replace(".", ",") for line in lines) + "\n")
+    out = run_cli("predict", str(models), str(comma))
+    assert out.returncode == 0, out.stderr[-2000:]
+    want = [float(line.rsplit(",", 1)[1]) for line in out.stdout.splitlines()[1:]]
+    out = run_cli("predict", str(models), str(semi), "-o", str(tmp_path / "pred.csv"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    written = (tmp_path / "pred.csv").read_text().splitlines()
+    assert written[0] == lines[0].replace(",", ";").strip() + ";predicted_MI_Plant"
+    assert [r.rsplit(";", 1)[0] for r in written[1:]] == semi.read_text().splitlines()[1:]  # the input rows, as they were
+    got = [float(r.rsplit(";", 1)[1].replace(",", ".")) for r in written[1:]]
+    assert len(got) == 5 and got == pytest.approx(want, rel=1e-5)
+
+
 def test_best_splits_retrains_on_other_random_splits(tmp_path: Path, real_data: Path) -> None:
     import numpy as np
 

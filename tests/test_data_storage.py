@@ -93,6 +93,38 @@ def test_bad_rows_are_named_or_dropped(tmp_path: Path) -> None:
         load_numeric_table(q, ["a"], "y", on_bad_rows="drop")
 
 
+@pytest.mark.parametrize("sep", [";", "\t"])
+def test_spreadsheet_exports_with_semicolons_or_tabs_and_decimal_commas_load(tmp_path: Path, sep: str) -> None:
+    """A spreadsheet where the comma is the decimal mark writes ``a;b;y`` and ``1,5``: read as such."""
+    comma = tmp_path / "comma.csv"
+    comma.write_text("a,b,y\n1.5,2,3.25\n-4e-3,5,6\n7,8.0,9\n")
+    other = tmp_path / "other.csv"
+    other.write_text(f"a{sep}b{sep}y\n1,5{sep}2{sep}3,25\n-4e-3{sep}5{sep}6\n\n7{sep}8.0{sep}9\n")
+    want, got = load_numeric_table(comma, ["a", "b"], "y"), load_numeric_table(other, ["a", "b"], "y")
+    np.testing.assert_array_equal(got.X, want.X)
+    np.testing.assert_array_equal(got.y, want.y)
+    assert got.rows.tolist() == [2, 3, 5]
+    # a value with two commas, or a decimal comma where the comma separates fields, is still refused
+    bad = tmp_path / "bad.csv"
+    bad.write_text(f"a{sep}y\n1,000,5{sep}1\n1.000,5{sep}2\n")
+    with pytest.raises(DataError, match=r"line 2: non-numeric value '1,000,5' in 'a'; line 3: non-numeric value '1.000,5'"):
+        load_numeric_table(bad, ["a"], "y")
+    quoted = tmp_path / "quoted.csv"
+    quoted.write_text('a,y\n"1,5",1\n')
+    with pytest.raises(DataError, match=r"line 2: non-numeric value '1,5' in 'a'"):
+        load_numeric_table(quoted, ["a"], "y")
+
+
+def test_a_semicolon_smiles_file_keeps_the_commas_in_its_names(tmp_path: Path) -> None:
+    from optmpp.data.smiles import load_smiles_table
+
+    p = tmp_path / "tg.csv"
+    p.write_text("Polymer;SMILES;Tg\nPoly(2,6-dimethyl-1,4-phenylene oxide);Cc1cc(O)cc(C)c1;482,5\nPolyethylene;CC;195\n")
+    table, _ = load_smiles_table(p, "SMILES", "Tg", "tokens")
+    assert table.smiles == ["Cc1cc(O)cc(C)c1", "CC"] and table.y.tolist() == [482.5, 195.0]
+    assert table.names == ["Poly(2,6-dimethyl-1,4-phenylene oxide)", "Polyethylene"]
+
+
 def test_splits_are_seeded_and_disjoint() -> None:
     a = split_indices(100, "random", 0.25, 0.2, seed=0)
     b = split_indices(100, "random", 0.25, 0.2, seed=0)

@@ -16,6 +16,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -160,10 +161,41 @@ class Table:
         return text
 
 
-def read_csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header (names stripped) and the non-blank rows with their 1-based line numbers."""
+#: Field separators a data file may use: the comma, and the semicolon and tab that spreadsheets
+#: write where the comma is the decimal mark.
+DELIMITERS = (",", ";", "\t")
+
+
+class CsvRows(NamedTuple):
+    """A CSV file's header (names stripped), its non-blank rows with their 1-based line numbers,
+    and the field separator it was read with."""
+
+    header: list[str]
+    rows: list[tuple[int, list[str]]]
+    delimiter: str = ","
+
+    @property
+    def decimal_comma(self) -> bool:
+        """Numbers may be written with a decimal comma (``1,5``): the separator is not a comma."""
+        return self.delimiter != ","
+
+
+def sniff_delimiter(first_line: str) -> str:
+    """The separator of :data:`DELIMITERS` that splits the header line into the most fields (the
+    comma on a tie), so a semicolon- or tab-separated export from a spreadsheet reads as it is."""
+    def fields(d: str) -> int:
+        return len(next(csv.reader([first_line], delimiter=d), []))
+
+    return max(DELIMITERS, key=lambda d: (fields(d), d == ","))
+
+
+def read_csv_rows(path: Path) -> CsvRows:
+    """Header (names stripped) and the non-blank rows with their 1-based line numbers.
+
+    The separator is the comma, or a semicolon or tab when the header line says so."""
     text = _read_text(path)
-    reader = csv.reader(io.StringIO(text, newline=""))
+    delimiter = sniff_delimiter(text.split("\n", 1)[0])
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     try:
         header = [h.strip() for h in next(reader)]
     except StopIteration:
@@ -174,7 +206,19 @@ def read_csv_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
         if not any(cell.strip() for cell in row):
             continue  # fully blank rows are skipped silently
         rows.append((line, row))
-    return header, rows
+    return CsvRows(header, rows, delimiter)
+
+
+def parse_number(cell: str, decimal_comma: bool = False) -> float:
+    """``float(cell)``; with ``decimal_comma`` also ``1,5`` (one comma, no point) as 1.5.
+
+    Raises ``ValueError`` as ``float`` does."""
+    try:
+        return float(cell)
+    except ValueError:
+        if decimal_comma and cell.count(",") == 1 and "." not in cell:
+            return float(cell.replace(",", "."))
+        raise
 
 
 def raise_bad_rows(path: Path, bad: Sequence[tuple[int, str]]) -> None:
@@ -199,9 +243,11 @@ def column_indices(path: Path, header: Sequence[str], columns: Sequence[str], wh
 
 
 def parse_numeric_rows(
-    rows: Sequence[tuple[int, list[str]]], columns: Sequence[str], index: Sequence[int]
+    rows: Sequence[tuple[int, list[str]]], columns: Sequence[str], index: Sequence[int], decimal_comma: bool = False
 ) -> tuple[list[list[float]], list[int], list[tuple[int, str]]]:
-    """Each row's ``columns`` (at ``index``) as floats: (values, their line numbers, bad rows)."""
+    """Each row's ``columns`` (at ``index``) as floats: (values, their line numbers, bad rows).
+
+    ``decimal_comma`` also reads ``1,5`` as 1.5 (files separated by semicolons or tabs)."""
     values, lines, bad = [], [], []
     for line, row in rows:
         parsed: list[float] = []
@@ -212,7 +258,7 @@ def parse_numeric_rows(
                 problem = f"missing value in {col!r}"
                 break
             try:
-                v = float(cell)
+                v = parse_number(cell, decimal_comma)
             except ValueError:
                 problem = f"non-numeric value {cell!r} in {col!r}"
                 break
@@ -236,9 +282,11 @@ def load_numeric_table(
     Rows with a missing or non-numeric value are an error naming them (``on_bad_rows =
     "error"``) or are dropped and listed (``"drop"``). Fully blank rows are always skipped.
     """
-    header, rows = read_csv_rows(path)
+    csv_rows = read_csv_rows(path)
     wanted = list(features) + [target]
-    values, lines, bad = parse_numeric_rows(rows, wanted, column_indices(path, header, wanted))
+    values, lines, bad = parse_numeric_rows(
+        csv_rows.rows, wanted, column_indices(path, csv_rows.header, wanted), csv_rows.decimal_comma
+    )
     if bad and on_bad_rows != "drop":
         raise_bad_rows(path, bad)
     if not values:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from optmpp.data import DataError, column_indices, raise_bad_rows, read_csv_rows, sha256_of
+from optmpp.data import DataError, column_indices, parse_number, raise_bad_rows, read_csv_rows, sha256_of
 
 __all__ = [
     "PAPER_MAX_LENGTH",
@@ -205,7 +205,8 @@ def load_smiles_table(
     """
     if duplicates not in ("keep", "merge"):
         raise DataError(f"unknown duplicates handling {duplicates!r}; allowed: 'keep', 'merge'")
-    header, rows = read_csv_rows(path)
+    csv_rows = read_csv_rows(path)
+    header, rows = csv_rows.header, csv_rows.rows
     si, ti = column_indices(path, header, (smiles_column, target))
     ni = header.index(name_column) if name_column and name_column in header else (0 if si != 0 else None)
     parsed: list[tuple[int, str, float, str]] = []
@@ -222,7 +223,7 @@ def load_smiles_table(
             bad.append((line, f"missing SMILES in {smiles_column!r}"))
             continue
         try:
-            value = float(cell)
+            value = parse_number(cell, csv_rows.decimal_comma)
         except ValueError:
             bad.append((line, f"{'missing' if not cell else f'non-numeric value {cell!r}'} in {target!r}"))
             continue
