@@ -115,6 +115,26 @@ def test_spreadsheet_exports_with_semicolons_or_tabs_and_decimal_commas_load(tmp
         load_numeric_table(quoted, ["a"], "y")
 
 
+def test_unicode_text_loads_and_a_workbook_is_refused_with_what_to_do(tmp_path: Path) -> None:
+    import zipfile
+
+    utf16 = tmp_path / "unicode.txt"  # a spreadsheet's "Unicode text": UTF-16 with its mark, tabs
+    utf16.write_bytes("a\tb\ty\n1,5\t2\t3\n4\t5\t6,5\n".encode("utf-16"))
+    t = load_numeric_table(utf16, ["a", "b"], "y")
+    assert t.X.tolist() == [[1.5, 2.0], [4.0, 5.0]] and t.y.tolist() == [3.0, 6.5]
+    xlsx = tmp_path / "data.xlsx"
+    with zipfile.ZipFile(xlsx, "w") as z:
+        z.writestr("xl/workbook.xml", "<workbook/>")
+    xls = tmp_path / "data.xls"
+    xls.write_bytes(b"\xd0\xcf\x11\xe0\xa1\xb1\x1a\xe1" + bytes(64))
+    binary = tmp_path / "data.bin"
+    binary.write_bytes(b"a,y\n\x00\x01,2\n")
+    for path, kind in ((xlsx, r"an Excel workbook \(\.xlsx\)"), (xls, r"Excel 97-2003 workbook \(\.xls\)"),
+                       (binary, "a binary file")):
+        with pytest.raises(DataError, match=kind + r".*not CSV text\. Save the sheet as CSV"):
+            load_numeric_table(path, ["a"], "y")
+
+
 def test_a_semicolon_smiles_file_keeps_the_commas_in_its_names(tmp_path: Path) -> None:
     from optmpp.data.smiles import load_smiles_table
 

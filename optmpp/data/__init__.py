@@ -131,8 +131,31 @@ def fetch_datasets(
     return out
 
 
+#: Leading bytes of files that users name as data but are not text: what to do instead.
+_NOT_TEXT = (
+    (b"PK\x03\x04", "a zip archive, such as an Excel workbook (.xlsx)"),
+    (b"\xd0\xcf\x11\xe0", "an Excel 97-2003 workbook (.xls) or another OLE document"),
+)
+
+
 def _read_text(path: Path) -> str:
+    """The file's text: UTF-8 (with or without a byte-order mark), UTF-16 with its mark (a
+    spreadsheet's "Unicode text"), else Windows-1254. A workbook or other binary file is a
+    ``DataError`` that says to save the sheet as CSV."""
     raw = path.read_bytes()
+    if raw.startswith((b"\xff\xfe", b"\xfe\xff")):
+        try:
+            return raw.decode("utf-16")
+        except UnicodeDecodeError:
+            pass  # not UTF-16 after all: refused as binary below
+    kind = next((what for magic, what in _NOT_TEXT if raw.startswith(magic)), None)
+    if kind is None and b"\x00" in raw[:65536]:
+        kind = "a binary file"
+    if kind:
+        raise DataError(
+            f"{path}: {kind}, not CSV text. Save the sheet as CSV (separated by commas, semicolons "
+            "or tabs) and name that file"
+        )
     for encoding in ("utf-8-sig", "cp1254"):
         try:
             return raw.decode(encoding)
