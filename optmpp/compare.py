@@ -605,7 +605,6 @@ def report(
     _check_splits(splits, retrain)
     out = Path(out_dir)
     storage = make_storage(storage_url, heartbeat_interval=None, must_exist=True)
-    out.mkdir(parents=True, exist_ok=True)
     known = {s.study_name for s in optuna.get_all_study_summaries(storage, include_best_trial=False)}
     missing = [n for n in study_names if n not in known]
     if missing:
@@ -615,6 +614,7 @@ def report(
     directions = {r.direction for r in records}
     if len(directions) > 1:
         raise ConfigError(f"cannot compare studies that minimise and maximise: {', '.join(study_names)}")
+    out.mkdir(parents=True, exist_ok=True)  # only once the studies are known to be there
     if retrain:
         for r in records:
             _retrain(r, (configs or {}).get(r.name), storage_url, out, log, splits)

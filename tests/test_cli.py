@@ -315,7 +315,8 @@ def test_best_splits_retrains_on_other_random_splits(tmp_path: Path, real_data: 
     # the saved model is still the study split's
     assert json.loads((models / "optmpp-model.json").read_text())["objective_options"]["split_seed"] == 0
     # with --ensemble the figures per split are those of the seeds' averaged model
-    out = run_cli("best", str(study), "--storage", url, "--seeds", "2", "--splits", "2", "--ensemble", "--json", "-q")
+    out = run_cli("best", str(study), "--storage", url, "--seeds", "2", "--splits", "2", "--ensemble", "--json", "-q",
+                  "--out", str(tmp_path / "ensemble"))
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout)
     ens = [r["ensemble"]["rmse_units"] for r in result["splits"]]

@@ -320,8 +320,9 @@ def test_compare_all_six_algorithms_sklearn_then_report(tmp_path: Path, real_dat
     assert list(read_rows(rep / "table.csv")) == ["sha", "random"]
     assert "## sha vs random" in (rep / "table.md").read_text()
     assert_png(rep / "anytime.png")
-    res = cli("report", url, "six.nope.s0")
+    res = cli("report", url, "six.nope.s0", "--out", str(tmp_path / "nope"))
     assert res.returncode == 2 and "no study 'six.nope.s0'" in res.stderr
+    assert not (tmp_path / "nope").exists()  # nothing written for a study that is not there
 
     # --splits 3: each best trial retrained on split seeds 0, 1, 2; the test columns over all three
     rep3 = tmp_path / "rep3"
