@@ -104,6 +104,12 @@ def test_spreadsheet_exports_with_semicolons_or_tabs_and_decimal_commas_load(tmp
     np.testing.assert_array_equal(got.X, want.X)
     np.testing.assert_array_equal(got.y, want.y)
     assert got.rows.tolist() == [2, 3, 5]
+    for newline in ("\r\n", "\r"):  # Windows, and the classic Mac's line ends of spreadsheet exports
+        other.write_bytes(other.read_text().replace("\n", newline).encode())
+        again = load_numeric_table(other, ["a", "b"], "y")
+        np.testing.assert_array_equal(again.X, want.X)
+        assert again.rows.tolist() == [2, 3, 5]
+        other.write_text(other.read_bytes().decode().replace(newline, "\n"))
     # a value with two commas, or a decimal comma where the comma separates fields, is still refused
     bad = tmp_path / "bad.csv"
     bad.write_text(f"a{sep}y\n1,000,5{sep}1\n1.000,5{sep}2\n")
@@ -133,6 +139,10 @@ def test_unicode_text_loads_and_a_workbook_is_refused_with_what_to_do(tmp_path: 
                        (binary, "a binary file")):
         with pytest.raises(DataError, match=kind + r".*not CSV text\. Save the sheet as CSV"):
             load_numeric_table(path, ["a"], "y")
+    unclosed = tmp_path / "unclosed.csv"  # an opening quote never closed swallows the rest of the file
+    unclosed.write_text('a,y\n"' + "x" * 200_000 + "\n1,2\n")
+    with pytest.raises(DataError, match="line 2: not readable as CSV: field larger than field limit"):
+        load_numeric_table(unclosed, ["a"], "y")
 
 
 def test_a_semicolon_smiles_file_keeps_the_commas_in_its_names(tmp_path: Path) -> None:

@@ -207,7 +207,10 @@ def sniff_delimiter(first_line: str) -> str:
     """The separator of :data:`DELIMITERS` that splits the header line into the most fields (the
     comma on a tie), so a semicolon- or tab-separated export from a spreadsheet reads as it is."""
     def fields(d: str) -> int:
-        return len(next(csv.reader([first_line], delimiter=d), []))
+        try:
+            return len(next(csv.reader([first_line], delimiter=d), []))
+        except csv.Error:  # a stray quote or line break: not this separator's fault, count none
+            return 0
 
     return max(DELIMITERS, key=lambda d: (fields(d), d == ","))
 
@@ -217,18 +220,20 @@ def read_csv_rows(path: Path) -> CsvRows:
 
     The separator is the comma, or a semicolon or tab when the header line says so."""
     text = _read_text(path)
-    delimiter = sniff_delimiter(text.split("\n", 1)[0])
+    delimiter = sniff_delimiter(next(iter(text.splitlines()), ""))  # \n, \r\n or a Mac's \r
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    rows = []
     try:
         header = [h.strip() for h in next(reader)]
+        for row in reader:
+            line = reader.line_num
+            if not any(cell.strip() for cell in row):
+                continue  # fully blank rows are skipped silently
+            rows.append((line, row))
     except StopIteration:
         raise DataError(f"{path}: the file is empty") from None
-    rows = []
-    for row in reader:
-        line = reader.line_num
-        if not any(cell.strip() for cell in row):
-            continue  # fully blank rows are skipped silently
-        rows.append((line, row))
+    except csv.Error as exc:  # such as a field past the csv module's size limit (an unclosed quote)
+        raise DataError(f"{path}: line {reader.line_num}: not readable as CSV: {exc}") from None
     return CsvRows(header, rows, delimiter)
 
 
