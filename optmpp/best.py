@@ -25,6 +25,7 @@ import inspect
 import json
 import platform
 import statistics
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -197,11 +198,13 @@ def _mean(metrics: list[dict[str, float]]) -> dict[str, float]:
     return {k: statistics.fmean(m[k] for m in metrics) for k in metrics[0]}
 
 
-def _best_trial(config: StudyConfig, storage_url: str) -> Any:
+def _best_trial(config: StudyConfig, storage_url: str) -> tuple[Any, dict[str, Any] | None]:
+    """The study's best complete trial, and the data file it was created on (when stored)."""
     import optuna
     from optuna.trial import TrialState
 
     from optmpp.storage import make_storage, redact_url
+    from optmpp.workers import DATA_ATTR
 
     storage = make_storage(storage_url, heartbeat_interval=None, must_exist=True)
     try:
@@ -215,7 +218,7 @@ def _best_trial(config: StudyConfig, storage_url: str) -> Any:
     if not complete:
         raise ConfigError(f"study {config.name!r} has no complete trial yet")
     pick = min if study.direction.name == "MINIMIZE" else max
-    return pick(complete, key=lambda t: t.value)
+    return pick(complete, key=lambda t: t.value), study.user_attrs.get(DATA_ATTR)
 
 
 def parity_plot(path: Path, y_true: Any, y_pred: Any, title: str, label: str) -> None:
@@ -250,6 +253,7 @@ def retrain_best(
     first_seed: int = 0,
     ensemble: bool = False,
     splits: int = 1,
+    warn: Callable[[str], None] = lambda m: print(m, file=sys.stderr, flush=True),
 ) -> BestResult:
     """Retrain the best trial of ``config``'s study (or its fixed baseline model).
 
@@ -279,7 +283,13 @@ def retrain_best(
     else:
         if storage_url is None:
             raise ConfigError("a storage URL is needed to read the study")
-        trial = _best_trial(config, storage_url)
+        from optmpp.workers import data_change, data_fingerprint
+
+        trial, tuned_on = _best_trial(config, storage_url)
+        changed = data_change(tuned_on, data_fingerprint(objective))
+        if changed:
+            warn(f"warning: study {config.name!r} was tuned on other data: {changed}. Its best hyperparameters "
+                "are retrained and tested on the data as it is now, so these test metrics are not the study's")
         trial_number, params = trial.number, dict(trial.params)
         epochs = trial.user_attrs.get("epochs")
         if getattr(options, "restore_best", False) and trial.user_attrs.get("best_epoch"):

@@ -33,6 +33,7 @@ import traceback
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from optmpp import __version__
@@ -47,6 +48,8 @@ if TYPE_CHECKING:
 __all__ = [
     "StudySummary",
     "WorkerStats",
+    "data_change",
+    "data_fingerprint",
     "prepare_study",
     "run_study",
     "run_worker",
@@ -55,6 +58,8 @@ __all__ = [
 
 CONFIG_ATTR = "optmpp:config"
 VERSIONS_ATTR = "optmpp:versions"
+#: the study's data file when it was created: name, sha256, rows (objectives with a ``table``)
+DATA_ATTR = "optmpp:data"
 THREAD_ENV = (
     "OMP_NUM_THREADS",
     "OPENBLAS_NUM_THREADS",
@@ -261,7 +266,17 @@ def prepare_study(
                     "configuration; refusing to resume it with this one (use another study "
                     "name, or restore the old settings):\n" + "\n".join(diff)
                 )
+        data = data_fingerprint(objective)
+        changed = data_change(study.user_attrs.get(DATA_ATTR), data)
+        if changed:
+            raise ConfigError(
+                f"{config.path}: the stored study {config.name!r} in {redact_url(storage_url)} was scored on "
+                f"other data: {changed}. Its trials' values would not compare with new ones: use another "
+                "study name, or restore the data file (on every machine that runs workers)"
+            )
         study.set_user_attr(CONFIG_ATTR, {**config.to_dict(), **identity})
+        if data is not None:
+            study.set_user_attr(DATA_ATTR, data)
         study.set_user_attr(VERSIONS_ATTR, _versions())
         fail_stale(study)
         schedule = _schedule(config, objective, lookahead)
@@ -283,6 +298,25 @@ def _schedule(config: StudyConfig, objective: Any, lookahead: bool = True) -> An
 
     return make_schedule(config.algorithm.name, config.algorithm.options, getattr(objective, "max_budget", None),
                          config.direction, config.reliability.checkpoint_dir or SYNC_CHECKPOINT_DIR, lookahead)
+
+
+def data_fingerprint(objective: Any) -> dict[str, Any] | None:
+    """The objective's data file (name, sha256, rows) when it has a ``table`` with ``path``,
+    ``sha256`` and ``y``, as the built-in objectives do; else None (nothing to check)."""
+    table = getattr(objective, "table", None)
+    sha = getattr(table, "sha256", None)
+    if not isinstance(sha, str) or not sha:
+        return None
+    return {"file": Path(table.path).name, "sha256": sha, "rows": int(len(table.y))}
+
+
+def data_change(stored: dict[str, Any] | None, now: dict[str, Any] | None) -> str | None:
+    """How the data now differs from the data a study was created on; None when it does not
+    (or when either is unknown: a study from before the check, a plug-in objective)."""
+    if not stored or not now or stored.get("sha256") == now["sha256"]:
+        return None
+    return (f"{stored.get('file')} with {stored.get('rows')} rows (sha256 {str(stored.get('sha256'))[:12]}...) "
+            f"then, {now['file']} with {now['rows']} rows (sha256 {now['sha256'][:12]}...) now")
 
 
 def _identity(config: StudyConfig, objective: Any) -> dict[str, Any]:

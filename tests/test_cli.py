@@ -282,6 +282,40 @@ def test_predict_reads_and_writes_a_semicolon_file_with_decimal_commas(tmp_path:
     assert len(got) == 5 and got == pytest.approx(want, rel=1e-5)
 
 
+def test_a_study_refuses_to_resume_on_changed_data_and_best_warns(tmp_path: Path, real_data: Path) -> None:
+    """Trials scored on one version of the data file do not mix with trials on another (a file
+    edited since, or another copy on a second machine); `best` retrains but says so."""
+    import optuna
+
+    from optmpp.workers import DATA_ATTR
+
+    data = tmp_path / "hdpe.csv"
+    original = (real_data / "HDPE_LG_Plant_Data.csv").read_text()
+    data.write_text(original)
+    study, url = run_mlp_study(tmp_path, "mlp-data", 2, f'max_epochs = 2\nunits = [16, 32]\ndata_file = "{data}"\n')
+    stored = optuna.load_study(study_name="mlp-data", storage=url).user_attrs[DATA_ATTR]
+    assert stored["file"] == "hdpe.csv" and stored["rows"] == 3743 and len(stored["sha256"]) == 64
+    data.write_text("\n".join(original.splitlines()[:-1]) + "\n")  # one row fewer
+    for command in ("run", "worker"):
+        out = run_cli(command, str(study), "--storage", url, "--n-trials", "4")
+        assert out.returncode == 2, out.stderr[-2000:]
+        assert "the stored study 'mlp-data'" in out.stderr and "was scored on other data: hdpe.csv with 3743 rows" in out.stderr
+        assert "hdpe.csv with 3742 rows" in out.stderr and "use another study name, or restore the data file" in out.stderr
+    assert len(optuna.load_study(study_name="mlp-data", storage=url).trials) == 2
+    out = run_cli("best", str(study), "--storage", url, "-q", "--out", str(tmp_path / "m"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "warning: study 'mlp-data' was tuned on other data" in out.stderr  # shown even with -q
+    data.write_text(original)
+    assert run_cli("run", str(study), "--storage", url, "--n-trials", "3", "-q").returncode == 0
+    out = run_cli("best", str(study), "--storage", url, "--out", str(tmp_path / "m"))
+    assert out.returncode == 0 and "warning" not in out.stderr
+    # a study made before the data was recorded resumes, and records it then
+    s = optuna.load_study(study_name="mlp-data", storage=url)
+    s._storage.set_study_user_attr(s._study_id, DATA_ATTR, None)
+    assert run_cli("run", str(study), "--storage", url, "--n-trials", "4", "-q").returncode == 0
+    assert optuna.load_study(study_name="mlp-data", storage=url).user_attrs[DATA_ATTR] == stored
+
+
 def test_best_splits_retrains_on_other_random_splits(tmp_path: Path, real_data: Path) -> None:
     import numpy as np
 
