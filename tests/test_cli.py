@@ -314,6 +314,13 @@ def test_a_study_refuses_to_resume_on_changed_data_and_best_warns(tmp_path: Path
     s._storage.set_study_user_attr(s._study_id, DATA_ATTR, None)
     assert run_cli("run", str(study), "--storage", url, "--n-trials", "4", "-q").returncode == 0
     assert optuna.load_study(study_name="mlp-data", storage=url).user_attrs[DATA_ATTR] == stored
+    # every built-in objective has its data file checked
+    from optmpp.objectives import make_objective
+    from optmpp.workers import data_fingerprint
+
+    files = {name: data_fingerprint(make_objective(name, {}))["file"] for name in ("hdpe-mi-dnn", "hdpe-mi-mlp", "tg-cnn")}
+    assert files == {"hdpe-mi-dnn": "HDPE_LG_Plant_Data.csv", "hdpe-mi-mlp": "HDPE_LG_Plant_Data.csv",
+                     "tg-cnn": "Polymer_Tg_SMILES.csv"}
 
 
 def test_best_splits_retrains_on_other_random_splits(tmp_path: Path, real_data: Path) -> None:
