@@ -50,14 +50,39 @@ def _load_model(model_dir: Path, card: dict[str, Any]) -> Any:
 
 def _tabular_inputs(
     card: dict[str, Any], header: list[str], rows: list[tuple[int, list[str]]], path: Path, decimal_comma: bool = False
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
+    """The model's inputs (standardised) and the raw feature values, row by row."""
     features = card["features"]
     index = column_indices(path, header, features, why=" that the model needs")
     X, _, bad = parse_numeric_rows(rows, features, index, decimal_comma)
     if bad:
         raise DataError(f"{path}: {len(bad)} bad row(s): " + "; ".join(f"line {ln}: {p}" for ln, p in bad[:10]))
+    raw = np.asarray(X, dtype=float)
     mean, scale = np.asarray(card["x_scaler"]["mean"]), np.asarray(card["x_scaler"]["scale"])
-    return ((np.asarray(X, dtype=float) - mean) / scale).astype(np.float32)
+    return ((raw - mean) / scale).astype(np.float32), raw
+
+
+def outside_training_range(card: dict[str, Any], raw: np.ndarray) -> list[list[tuple[str, float, str, float]]] | None:
+    """Per row, the features outside the range of the data the model was trained on, as
+    ``(name, value, "<" or ">", bound)`` (an empty list where none is); None when the model
+    card has no ranges (saved before optmpp recorded them)."""
+    ranges = card.get("x_range")
+    if not ranges:
+        return None
+    low, high = np.asarray(ranges["min"]), np.asarray(ranges["max"])
+    return [[(name, float(v), "<", float(lo)) if v < lo else (name, float(v), ">", float(hi))
+             for name, v, lo, hi in zip(card["features"], row, low, high) if v < lo or v > hi]
+            for row in raw]
+
+
+def _number(value: float, decimal_comma: bool) -> str:
+    text = f"{value:.6g}"
+    return text.replace(".", ",") if decimal_comma else text
+
+
+def _describe(outside: list[tuple[str, float, str, float]], decimal_comma: bool = False, sep: str = "; ") -> str:
+    return sep.join(f"{name} {_number(v, decimal_comma)} {op} {_number(bound, decimal_comma)}"
+                     for name, v, op, bound in outside)
 
 
 def _smiles_inputs(card: dict[str, Any], header: list[str], rows: list[tuple[int, list[str]]], path: Path, smiles_column: str | None) -> np.ndarray:
@@ -101,8 +126,10 @@ def predict_file(
     if not rows:
         raise DataError(f"{input_csv}: no data row")
     if card["kind"] == "tabular":
-        x = _tabular_inputs(card, header, rows, input_csv, csv_rows.decimal_comma)
+        x, raw = _tabular_inputs(card, header, rows, input_csv, csv_rows.decimal_comma)
+        outside = outside_training_range(card, raw)
     elif card["kind"] == "smiles":
+        outside = None
         x = _smiles_inputs(card, header, rows, input_csv, smiles_column)
     else:
         raise DataError(f"{model_dir}: unknown model kind {card['kind']!r}")
@@ -113,15 +140,21 @@ def predict_file(
     fh = open(output_csv, "w", newline="") if output_csv is not None else buf
     try:
         w = csv.writer(fh, delimiter=delimiter)
-        w.writerow([*header, target])
-        for (line, row), value in zip(rows, y):
-            text = f"{value:.6g}"
-            if delimiter == ";":  # a spreadsheet's export where the comma is the decimal mark
-                text = text.replace(".", ",")
-            w.writerow([*row[: len(header)], *[""] * (len(header) - len(row)), text])
+        w.writerow([*header, target, *(["outside_training_range"] if outside is not None else [])])
+        comma = delimiter == ";"  # a spreadsheet's export where the comma is the decimal mark
+        for i, ((line, row), value) in enumerate(zip(rows, y)):
+            flag = [_describe(outside[i], comma)] if outside is not None else []
+            w.writerow([*row[: len(header)], *[""] * (len(header) - len(row)), _number(value, comma), *flag])
     finally:
         if output_csv is not None:
             fh.close()
     if buf is not None:
         sys.stdout.write(buf.getvalue())
+    flagged = [(line, o) for (line, _), o in zip(rows, outside or []) if o]
+    if flagged:
+        shown = "; ".join(f"line {line}: {_describe(o, sep=', ')}" for line, o in flagged[:5])
+        more = f" (and {len(flagged) - 5} more)" if len(flagged) > 5 else ""
+        print(f"warning: {len(flagged)} of {len(rows)} rows lie outside the range of the data the model was "
+              f"trained on, where its predictions are extrapolations: {shown}{more}. The column "
+              "outside_training_range names them all.", file=sys.stderr)
     return y

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import csv
+import io
 import json
 import subprocess
 import sys
@@ -252,7 +254,7 @@ def test_best_ensemble_saves_the_mean_of_the_seeds(tmp_path: Path, real_data: Pa
     new.write_text("\n".join(lines[:11]) + "\n")
     out = run_cli("predict", str(models), str(new))
     assert out.returncode == 0, out.stderr[-2000:]
-    pred = np.array([float(line.rsplit(",", 1)[1]) for line in out.stdout.splitlines()[1:]])
+    pred = np.array([float(r["predicted_MI_Plant"]) for r in csv.DictReader(io.StringIO(out.stdout))])
     header = lines[0].split(",")
     X = np.array([[float(line.split(",")[header.index(c)]) for c in card["features"]] for line in lines[1:11]])
     xs = (X - np.array(card["x_scaler"]["mean"])) / np.array(card["x_scaler"]["scale"])
@@ -272,14 +274,56 @@ def test_predict_reads_and_writes_a_semicolon_file_with_decimal_commas(tmp_path:
     semi.write_text("\n".join(line.replace(",", ";").replace(".", ",") for line in lines) + "\n")
     out = run_cli("predict", str(models), str(comma))
     assert out.returncode == 0, out.stderr[-2000:]
-    want = [float(line.rsplit(",", 1)[1]) for line in out.stdout.splitlines()[1:]]
+    want_rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    want = [float(r["predicted_MI_Plant"]) for r in want_rows]
     out = run_cli("predict", str(models), str(semi), "-o", str(tmp_path / "pred.csv"))
     assert out.returncode == 0, out.stderr[-2000:]
     written = (tmp_path / "pred.csv").read_text().splitlines()
-    assert written[0] == lines[0].replace(",", ";").strip() + ";predicted_MI_Plant"
-    assert [r.rsplit(";", 1)[0] for r in written[1:]] == semi.read_text().splitlines()[1:]  # the input rows, as they were
-    got = [float(r.rsplit(";", 1)[1].replace(",", ".")) for r in written[1:]]
+    assert written[0] == lines[0].replace(",", ";").strip() + ";predicted_MI_Plant;outside_training_range"
+    # the input rows as they were, then the prediction with a decimal comma, then the range flags
+    got_rows = list(csv.reader(written[1:], delimiter=";"))
+    assert [";".join(r[:-2]) for r in got_rows] == semi.read_text().splitlines()[1:]
+    got = [float(r[-2].replace(",", ".")) for r in got_rows]
     assert len(got) == 5 and got == pytest.approx(want, rel=1e-5)
+    assert [r[-1] for r in got_rows] == [r["outside_training_range"].replace(".", ",") for r in want_rows]
+    assert got_rows[1][-1].startswith("CAT 42,1041 > ")  # line 3 is a test row beyond the training range
+
+
+def test_predict_flags_rows_outside_the_training_range(tmp_path: Path, real_data: Path) -> None:
+    import numpy as np
+
+    from optmpp.objectives import make_objective
+
+    study, url = run_mlp_study(tmp_path, "mlp-range", 1)
+    models = tmp_path / "models"
+    assert run_cli("best", str(study), "--storage", url, "--out", str(models), "-q").returncode == 0
+    card = json.loads((models / "optmpp-model.json").read_text())
+    # the range is that of the rows the saved model was trained on: train + validation, not test
+    data = make_objective("hdpe-mi-mlp", {}).data
+    seen = data.table.X[np.concatenate([data.split["train"], data.split["val"]])]
+    assert card["x_range"] == {"min": seen.min(axis=0).tolist(), "max": seen.max(axis=0).tolist()}
+    lines = (real_data / "HDPE_LG_Plant_Data.csv").read_text().splitlines()
+    header = [h.strip() for h in lines[0].split(",")]
+    t, c2 = header.index("T"), header.index("C2")
+    rows = [lines[n - 1].split(",") for n in data.table.rows[data.split["train"][:7]]]  # training rows: in range
+    rows[2][t] = "120.5"  # a reactor temperature above any the model saw
+    rows[5][t], rows[5][c2] = "-1", "1e6"
+    new = tmp_path / "new.csv"
+    new.write_text("\n".join([lines[0], *(",".join(r) for r in rows)]) + "\n")
+    out = run_cli("predict", str(models), str(new), "-o", str(tmp_path / "pred.csv"))
+    assert out.returncode == 0, out.stderr[-2000:]
+    with open(tmp_path / "pred.csv", newline="") as fh:
+        flags = [r["outside_training_range"] for r in csv.DictReader(fh)]
+    t_max, t_min = card["x_range"]["max"][t], card["x_range"]["min"][t]
+    assert flags == ["", "", f"T 120.5 > {t_max:.6g}", "", "", f"C2 1e+06 > {card['x_range']['max'][c2]:.6g}; T -1 < {t_min:.6g}", ""]
+    assert "warning: 2 of 7 rows lie outside the range of the data the model was trained on" in out.stderr
+    assert f"line 4: T 120.5 > {t_max:.6g}; line 7: C2 1e+06" in out.stderr
+    # of the test rows, which the model never saw, some lie outside: the plant drifted
+    test_rows = [lines[n - 1] for n in data.table.rows[data.split["test"]]]
+    (tmp_path / "test.csv").write_text("\n".join([lines[0], *test_rows]) + "\n")
+    out = run_cli("predict", str(models), str(tmp_path / "test.csv"))
+    outside = [r for r in data.table.X[data.split["test"]] if (r < seen.min(axis=0)).any() or (r > seen.max(axis=0)).any()]
+    assert len(outside) > 0 and f"warning: {len(outside)} of {len(test_rows)} rows lie outside" in out.stderr
 
 
 def test_a_study_refuses_to_resume_on_changed_data_and_best_warns(tmp_path: Path, real_data: Path) -> None:

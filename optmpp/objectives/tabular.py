@@ -57,12 +57,15 @@ class TabularData:
         return f"{self.table.describe()}; split {self.split_kind} ({sizes})"
 
     def predictor_meta(self) -> dict[str, Any]:
-        """What ``optmpp predict`` needs: columns, scalers, data checksum."""
+        """What ``optmpp predict`` needs: columns, scalers, input ranges, data checksum."""
+        seen = self.table.X[np.concatenate([self.split["train"], self.split["val"]])]
         return {
             "kind": "tabular",
             "features": list(self.table.features),
             "target": self.table.target,
             "x_scaler": {"mean": self.x_scaler.mean_.tolist(), "scale": self.x_scaler.scale_.tolist()},
             "y_scaler": {"mean": self.y_scale[0], "scale": self.y_scale[1]},
+            # what the saved model was trained on (train + validation): predict flags rows outside it
+            "x_range": {"min": seen.min(axis=0).tolist(), "max": seen.max(axis=0).tolist()},
             "data": {"file": self.table.path.name, "sha256": self.table.sha256, "rows": int(len(self.table.y))},
         }
