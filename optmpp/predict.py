@@ -70,9 +70,10 @@ def outside_training_range(card: dict[str, Any], raw: np.ndarray) -> list[list[t
     if not ranges:
         return None
     low, high = np.asarray(ranges["min"]), np.asarray(ranges["max"])
+    any_out = ((raw < low) | (raw > high)).any(axis=1)  # most rows are inside: describe only the others
     return [[(name, float(v), "<", float(lo)) if v < lo else (name, float(v), ">", float(hi))
-             for name, v, lo, hi in zip(card["features"], row, low, high) if v < lo or v > hi]
-            for row in raw]
+             for name, v, lo, hi in zip(card["features"], row, low, high) if v < lo or v > hi] if out else []
+            for row, out in zip(raw, any_out)]
 
 
 def _number(value: float, decimal_comma: bool) -> str:
