@@ -64,6 +64,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_check(args: argparse.Namespace) -> int:
+    from optmpp.check import check_study
+
+    config, url = _load(args)
+    result = check_study(config, url, workers=args.workers, n_trials=args.n_trials, timeout=args.timeout)
+    print(json.dumps(result.as_dict(), indent=2, default=str) if args.json else result.format())
+    return EXIT_OK
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from optmpp.workers import default_threads, prepare_study, run_worker, summarize_study
 
@@ -345,6 +354,14 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=_count, help="threads per worker (default: cores / workers)")
     r.add_argument("-v", "--verbose", action="store_true", help="print every trial's result")
     r.set_defaults(func=cmd_run)
+
+    ck = sub.add_parser("check", help="check a study file, its data and the storage as `run` would; run nothing")
+    ck.add_argument("study", help="study file (TOML)")
+    common(ck, storage_help)
+    ck.add_argument("--workers", type=_count, help="worker processes `run` would start (default: the study file's)")
+    ck.add_argument("--n-trials", type=_count, help="finished trials the study should hold in total")
+    ck.add_argument("--timeout", type=_seconds, help="stop starting trials after S seconds")
+    ck.set_defaults(func=cmd_check)
 
     w = sub.add_parser("worker", help="join a study as one worker (run it on any machine, any number of times)")
     w.add_argument("study", help="study file (TOML)")

@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "StudySummary",
     "WorkerStats",
+    "check_resumable",
     "data_change",
     "data_fingerprint",
     "prepare_study",
@@ -249,31 +250,7 @@ def prepare_study(
             direction=config.direction,
             load_if_exists=True,
         )
-        if study.direction.name.lower() != config.direction:
-            raise ConfigError(
-                f"{config.path}: direction: the stored study {config.name!r} in "
-                f"{redact_url(storage_url)} is {study.direction.name.lower()!r}, "
-                f"the study file asks for {config.direction!r}; use another study name"
-            )
-        stored = study.user_attrs.get(CONFIG_ATTR)
-        identity = _identity(config, objective)
-        if stored is not None:
-            stored = _with_new_option_defaults(stored, objective)
-            diff = _diff({k: stored.get(k) for k in identity}, identity)
-            if diff:
-                raise ConfigError(
-                    f"{config.path}: the stored study {config.name!r} was created with another "
-                    "configuration; refusing to resume it with this one (use another study "
-                    "name, or restore the old settings):\n" + "\n".join(diff)
-                )
-        data = data_fingerprint(objective)
-        changed = data_change(study.user_attrs.get(DATA_ATTR), data)
-        if changed:
-            raise ConfigError(
-                f"{config.path}: the stored study {config.name!r} in {redact_url(storage_url)} was scored on "
-                f"other data: {changed}. Its trials' values would not compare with new ones: use another "
-                "study name, or restore the data file (on every machine that runs workers)"
-            )
+        identity, data = check_resumable(config, storage_url, study, objective)
         study.set_user_attr(CONFIG_ATTR, {**config.to_dict(), **identity})
         if data is not None:
             study.set_user_attr(DATA_ATTR, data)
@@ -287,6 +264,44 @@ def prepare_study(
         f"{c['running']} running, {c['waiting']} queued ({added} added) of n_trials={n_trials}"
     )
     return study, objective
+
+
+def check_resumable(
+    config: StudyConfig, storage_url: str, study: optuna.Study, objective: Any
+) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """Refuse to resume a stored study (new or not) with another direction, another configuration
+    or other data. Returns what to store: the configuration's identity and the data fingerprint.
+
+    Raises:
+        ConfigError: naming what differs.
+    """
+    if study.direction.name.lower() != config.direction:
+        raise ConfigError(
+            f"{config.path}: direction: the stored study {config.name!r} in "
+            f"{redact_url(storage_url)} is {study.direction.name.lower()!r}, "
+            f"the study file asks for {config.direction!r}; use another study name"
+        )
+    attrs = study.user_attrs
+    stored = attrs.get(CONFIG_ATTR)
+    identity = _identity(config, objective)
+    if stored is not None:
+        stored = _with_new_option_defaults(stored, objective)
+        diff = _diff({k: stored.get(k) for k in identity}, identity)
+        if diff:
+            raise ConfigError(
+                f"{config.path}: the stored study {config.name!r} was created with another "
+                "configuration; refusing to resume it with this one (use another study "
+                "name, or restore the old settings):\n" + "\n".join(diff)
+            )
+    data = data_fingerprint(objective)
+    changed = data_change(attrs.get(DATA_ATTR), data)
+    if changed:
+        raise ConfigError(
+            f"{config.path}: the stored study {config.name!r} in {redact_url(storage_url)} was scored on "
+            f"other data: {changed}. Its trials' values would not compare with new ones: use another "
+            "study name, or restore the data file (on every machine that runs workers)"
+        )
+    return identity, data
 
 
 #: where synchronous Hyperband keeps its checkpoints when ``[reliability] checkpoint_dir`` is unset

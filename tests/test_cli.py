@@ -367,6 +367,47 @@ def test_a_study_refuses_to_resume_on_changed_data_and_best_warns(tmp_path: Path
                      "tg-cnn": "Polymer_Tg_SMILES.csv"}
 
 
+def test_check_reports_what_run_would_do_and_runs_nothing(tmp_path: Path, real_data: Path) -> None:
+    import optuna
+
+    data = tmp_path / "hdpe.csv"
+    original = (real_data / "HDPE_LG_Plant_Data.csv").read_text()
+    data.write_text(original)
+    options = f'max_epochs = 2\nunits = [16, 32]\ndata_file = "{data}"\n'
+    study = tmp_path / "mlp-check.toml"
+    study.write_text(f'name = "mlp-check"\nn_trials = 2\nalgorithm = "random"\n[objective]\nname = "hdpe-mi-mlp"\n{options}')
+    db = tmp_path / "mlp-check.db"
+    url = f"sqlite:///{db}"
+    out = run_cli("check", str(study), "--storage", url)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "objective hdpe-mi-mlp: hdpe.csv: 3743 rows, 9 features -> MI_Plant; split random (train 2246, val 561, test 936)" in out.stdout
+    assert f"storage {url}: no such file yet" in out.stdout and out.stdout.rstrip().endswith("ok: nothing stands in the way of `optmpp run`")
+    assert not db.exists()  # nothing created
+    assert run_cli("run", str(study), "--storage", url, "-q").returncode == 0
+    out = run_cli("check", str(study), "--storage", url, "--n-trials", "5", "--json")
+    assert out.returncode == 0, out.stderr[-2000:]
+    result = json.loads(out.stdout)
+    assert result["stored"]["counts"]["finished"] == 2 and result["n_trials"] == 5 and result["storage_exists"]
+    assert result["objective"]["data_file"]["rows"] == 3743 and result["algorithm"]["name"] == "random"
+    out = run_cli("check", str(study), "--storage", url)
+    assert "holds 2 finished trial(s)" in out.stdout and "note: the study already holds 2 finished trials" in out.stdout
+    # what `run` would refuse, `check` refuses with the same message and exit code
+    other = tmp_path / "other.toml"
+    other.write_text(study.read_text().replace("units = [16, 32]", "units = [16, 64]"))
+    for args, code, message in (
+        ([str(other)], 2, "was created with another configuration"),
+        ([str(study), "--workers", "1000"], 2, "is more than 4 per core"),
+        ([str(study), "--storage", "postgresql+psycopg://nobody@127.0.0.1:1/none"], 3, "unreachable"),
+    ):
+        out = run_cli("check", *args, *(["--storage", url] if "--storage" not in args else []))
+        assert (out.returncode, message in out.stderr) == (code, True), out.stderr[-2000:]
+    data.write_text("\n".join(original.splitlines()[:-1]) + "\n")
+    out = run_cli("check", str(study), "--storage", url)
+    assert out.returncode == 2 and "was scored on other data" in out.stderr
+    trials = optuna.load_study(study_name="mlp-check", storage=url).trials
+    assert len(trials) == 2 and optuna.get_all_study_names(url) == ["mlp-check"]  # nothing was added
+
+
 def test_best_splits_retrains_on_other_random_splits(tmp_path: Path, real_data: Path) -> None:
     import numpy as np
 

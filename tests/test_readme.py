@@ -21,6 +21,7 @@ README = (ROOT / "README.md").read_text()
 # subcommand -> a test that runs it end to end
 EXERCISED = {
     "run": "tests/test_cli.py::test_run_end_to_end_on_the_real_data",
+    "check": "tests/test_cli.py::test_check_reports_what_run_would_do_and_runs_nothing",
     "worker": "tests/test_cli.py::test_worker_command_joins_a_postgresql_study_three_times",
     "best": "tests/test_keras_objectives.py::test_hdpe_dnn_run_best_predict",
     "predict": "tests/test_keras_objectives.py::test_tg_cnn_run_best_predict",
