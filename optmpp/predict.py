@@ -86,7 +86,10 @@ def _describe(outside: list[tuple[str, float, str, float]], decimal_comma: bool 
                      for name, v, op, bound in outside)
 
 
-def _smiles_inputs(card: dict[str, Any], header: list[str], rows: list[tuple[int, list[str]]], path: Path, smiles_column: str | None) -> np.ndarray:
+def _smiles_inputs(
+    card: dict[str, Any], header: list[str], rows: list[tuple[int, list[str]]], path: Path, smiles_column: str | None
+) -> tuple[np.ndarray, list[str]]:
+    """The model's inputs and each row's SMILES as the model reads it (cleaned for "tokens")."""
     from optmpp.data.smiles import SmilesEncoder, clean_smiles
 
     column = smiles_column or card["smiles_column"]
@@ -107,7 +110,7 @@ def _smiles_inputs(card: dict[str, Any], header: list[str], rows: list[tuple[int
         smiles.append(s)
     if bad:
         raise DataError(f"{path}: {len(bad)} molecule(s) the model cannot read: " + "; ".join(bad[:10]))
-    return encoder.encode(smiles)
+    return encoder.encode(smiles), smiles
 
 
 def predict_file(
@@ -126,12 +129,29 @@ def predict_file(
     header, rows, delimiter = csv_rows
     if not rows:
         raise DataError(f"{input_csv}: no data row")
+    comma = delimiter == ";"  # a spreadsheet's export where the comma is the decimal mark
+    # a last column that qualifies each prediction, where the model card holds what it needs
+    flag_name, flags, message = None, [], ""
     if card["kind"] == "tabular":
         x, raw = _tabular_inputs(card, header, rows, input_csv, csv_rows.decimal_comma)
         outside = outside_training_range(card, raw)
+        if outside is not None:
+            flag_name, flags = "outside_training_range", [_describe(o, comma) for o in outside]
+            shown = [f"line {line}: {_describe(o, sep=', ')}" for (line, _), o in zip(rows, outside) if o]
+            message = (f"warning: {len(shown)} of {len(rows)} rows lie outside the range of the data the model was "
+                       f"trained on, where its predictions are extrapolations: {'; '.join(shown[:5])}"
+                       f"{f' (and {len(shown) - 5} more)' if len(shown) > 5 else ''}. The column "
+                       "outside_training_range names them all.") if shown else ""
     elif card["kind"] == "smiles":
-        outside = None
-        x = _smiles_inputs(card, header, rows, input_csv, smiles_column)
+        x, smiles = _smiles_inputs(card, header, rows, input_csv, smiles_column)
+        known = card.get("training_targets")
+        if known is not None:
+            flag_name = "in_training_data"
+            flags = [_number(known[s], comma) if s in known else "" for s in smiles]
+            seen = sum(s in known for s in smiles)
+            message = (f"note: {seen} of {len(rows)} molecules are in the data the model was trained on (same "
+                       "SMILES): for them the prediction is a fit, not a prediction; the column in_training_data "
+                       f"gives their measured {card['target']}.") if seen else ""
     else:
         raise DataError(f"{model_dir}: unknown model kind {card['kind']!r}")
     pred = _load_model(model_dir, card)(x)
@@ -141,21 +161,15 @@ def predict_file(
     fh = open(output_csv, "w", newline="") if output_csv is not None else buf
     try:
         w = csv.writer(fh, delimiter=delimiter)
-        w.writerow([*header, target, *(["outside_training_range"] if outside is not None else [])])
-        comma = delimiter == ";"  # a spreadsheet's export where the comma is the decimal mark
+        w.writerow([*header, target, *([flag_name] if flag_name else [])])
         for i, ((line, row), value) in enumerate(zip(rows, y)):
-            flag = [_describe(outside[i], comma)] if outside is not None else []
+            flag = [flags[i]] if flag_name else []
             w.writerow([*row[: len(header)], *[""] * (len(header) - len(row)), _number(value, comma), *flag])
     finally:
         if output_csv is not None:
             fh.close()
     if buf is not None:
         sys.stdout.write(buf.getvalue())
-    flagged = [(line, o) for (line, _), o in zip(rows, outside or []) if o]
-    if flagged:
-        shown = "; ".join(f"line {line}: {_describe(o, sep=', ')}" for line, o in flagged[:5])
-        more = f" (and {len(flagged) - 5} more)" if len(flagged) > 5 else ""
-        print(f"warning: {len(flagged)} of {len(rows)} rows lie outside the range of the data the model was "
-              f"trained on, where its predictions are extrapolations: {shown}{more}. The column "
-              "outside_training_range names them all.", file=sys.stderr)
+    if message:
+        print(message, file=sys.stderr)
     return y

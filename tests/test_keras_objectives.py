@@ -142,6 +142,21 @@ def test_tg_cnn_run_best_predict(tmp_path: Path, real_data: Path, model: str) ->
     rows = list(csv.DictReader(out.stdout.splitlines()))
     assert [r["Polymer"] for r in rows] == ["polystyrene", "PVC"]
     assert all(100 < float(r["predicted_Tg"]) < 700 for r in rows)
+    # a molecule the saved model was trained on is marked with its measured Tg; a test molecule is not
+    known = card["training_targets"]
+    assert len(known) == len(set(known)) and 200 < len(known) < 299  # train + validation, repeats merged
+    from optmpp.objectives import make_objective
+
+    objective = make_objective("tg-cnn", {"model": model})
+    test = objective.split["test"]
+    unseen = [objective.table.smiles[i] for i, seen in zip(test, objective.seen_in_training("test")) if not seen]
+    trained = next(iter(known))
+    new.write_text(f"Polymer,SMILES Structure\na,{trained}\nb,{unseen[0]}\n")
+    out = cli("predict", str(models), str(new))
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = list(csv.DictReader(out.stdout.splitlines()))
+    assert [r["in_training_data"] for r in rows] == [f"{known[trained]:.6g}", ""]
+    assert "note: 1 of 2 molecules are in the data the model was trained on" in out.stderr
 
     bad = tmp_path / "bad.csv"
     bad.write_text("name,smiles\nx,C=C[Si](C)C\ny,CCO\n")

@@ -216,7 +216,13 @@ class TgCNN(KerasRegressionObjective):
         return model
 
     def predictor_meta(self) -> dict[str, Any]:
+        # the molecules the saved model was trained on (train + validation) and their mean target:
+        # predict marks a new input that is one of them, since its prediction is then a fit
+        seen: dict[str, list[float]] = {}
+        for i in np.concatenate([self.split["train"], self.split["val"]]):
+            seen.setdefault(self.table.smiles[i], []).append(float(self.y_raw[i]))
         return {
+            "training_targets": {smiles: float(np.mean(values)) for smiles, values in seen.items()},
             "kind": "smiles",
             "smiles_column": self.options.smiles_column,
             "target": self.options.target,
