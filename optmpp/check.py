@@ -84,7 +84,9 @@ def check_study(
     from optmpp.algorithms import ALGORITHMS
     from optmpp.objectives import make_objective
     from optmpp.storage import make_storage, redact_url, sqlite_path
-    from optmpp.workers import _check_direction, _counts, available_cores, check_resumable, check_workers, data_fingerprint
+    from optmpp.workers import (
+        _check_direction, _counts, available_cores, check_algorithm, check_resumable, check_workers, data_fingerprint,
+    )
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     notes: list[str] = []
@@ -93,6 +95,8 @@ def check_study(
     check_workers(workers, lambda m: notes.append(m.removeprefix("note: ")), where)
     objective = make_objective(config.objective.name, config.objective.options, config.path)
     _check_direction(config, objective)
+    check_algorithm(config, objective)
+    max_budget = getattr(objective, "max_budget", None)
     describe = getattr(objective, "describe", None)
     spec = ALGORITHMS[config.algorithm.name]
     result = CheckResult(
@@ -102,7 +106,7 @@ def check_study(
         algorithm={"name": spec.name, "sampler": spec.sampler, "pruner": spec.pruner,
                    "options": dict(config.algorithm.options)},
         objective={"name": config.objective.name, "data": describe() if callable(describe) else None,
-                   "data_file": data_fingerprint(objective), "max_budget": getattr(objective, "max_budget", None)},
+                   "data_file": data_fingerprint(objective), "max_budget": max_budget},
         storage=redact_url(storage_url),
         workers=workers,
         cores=available_cores(),

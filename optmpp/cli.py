@@ -17,7 +17,7 @@ from typing import Any
 
 from optmpp import __version__
 
-EXIT_OK, EXIT_BAD_INPUT, EXIT_STORAGE, EXIT_INTERRUPTED = 0, 2, 3, 130
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_STORAGE, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
 
 def _err(msg: str) -> None:
@@ -61,7 +61,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         show_progress=not args.quiet,
     )
     _print_summary(args, summary)
-    return EXIT_OK
+    return EXIT_FAILED if summary.errors else EXIT_OK
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -107,6 +107,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
         if progress is not None:
             progress.close()
         reasons = [stats.stop_reason]
+        if stats.failed_out:
+            code = EXIT_FAILED
     except KeyboardInterrupt:
         what = "SIGTERM" if got_sigterm else "interrupted"
         print(f"optmpp worker: {what}; the running trial was marked FAIL", file=sys.stderr, flush=True)

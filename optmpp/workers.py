@@ -48,6 +48,7 @@ if TYPE_CHECKING:
 __all__ = [
     "StudySummary",
     "WorkerStats",
+    "check_algorithm",
     "check_resumable",
     "data_change",
     "data_fingerprint",
@@ -240,6 +241,7 @@ def prepare_study(
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     objective = make_objective(config.objective.name, config.objective.options, config.path)
     _check_direction(config, objective)
+    schedule = check_algorithm(config, objective, lookahead)
     n_trials = n_trials or config.n_trials
     with study_lock(storage_url, config.name):
         # created under the lock: concurrent first workers would race on the schema
@@ -256,7 +258,6 @@ def prepare_study(
             study.set_user_attr(DATA_ATTR, data)
         study.set_user_attr(VERSIONS_ATTR, _versions())
         fail_stale(study)
-        schedule = _schedule(config, objective, lookahead)
         added = top_up_queue(study, n_trials, ahead or (1 if schedule else None), schedule)
     c = _counts(study)
     log(
@@ -306,6 +307,20 @@ def check_resumable(
 
 #: where synchronous Hyperband keeps its checkpoints when ``[reliability] checkpoint_dir`` is unset
 SYNC_CHECKPOINT_DIR = "runs/checkpoints"
+
+
+def check_algorithm(config: StudyConfig, objective: Any, lookahead: bool = True) -> Any:
+    """Build the sampler, the pruner and (synchronous Hyperband) the schedule as the workers will,
+    so that an ``[algorithm]`` table the objective cannot carry (a ``min_resource`` above its
+    epochs) is refused before a study is created. Returns the schedule (None if not synchronous).
+
+    Raises:
+        ConfigError: naming the algorithm and the option.
+    """
+    max_budget = getattr(objective, "max_budget", None)
+    make_sampler(config.algorithm.name, config.algorithm.options, seed=config.seed)
+    make_pruner(config.algorithm.name, config.algorithm.options, max_budget)
+    return _schedule(config, objective, lookahead)
 
 
 def _schedule(config: StudyConfig, objective: Any, lookahead: bool = True) -> Any:
@@ -390,6 +405,7 @@ class WorkerStats:
     failed: int = 0
     epochs: int = 0
     stop_reason: str = ""
+    failed_out: bool = False  # stopped because trials kept failing (max_consecutive_failures)
 
 
 class _Heartbeat:
@@ -763,6 +779,7 @@ def run_worker(
             streak += 1
             log(f"[{worker}] trial {number} FAILED: {redact_text(error, storage_url)}")
             if max_streak and streak >= max_streak:
+                stats.failed_out = True
                 stats.stop_reason = (
                     f"{streak} trials failed in a row (reliability.max_consecutive_failures="
                     f"{max_streak}); last error: {redact_text(error, storage_url)}"
@@ -788,6 +805,7 @@ class StudySummary:
     epochs: int
     wall_time_s: float
     stop_reasons: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)  # workers that stopped on an error: `run` exits 1
 
     def as_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -862,7 +880,7 @@ def _worker_main(
             threads=threads, log=_stderr, stop=stop, verbose=verbose, epoch_budget=epoch_budget,
             queue_ahead=queue_ahead, parent_pid=os.getppid(), cut_at_timeout=cut_at_timeout, ready=ready,
         )
-        queue.put((index, "ok", stats.stop_reason))
+        queue.put((index, "error" if stats.failed_out else "ok", stats.stop_reason))
     except KeyboardInterrupt:
         queue.put((index, "interrupted", "interrupted"))
     except Exception as exc:  # noqa: BLE001 - reported by the parent
@@ -1019,16 +1037,21 @@ def run_study(
         raise
     for p in procs:
         p.join()
+    errors: list[str] = []
     while not queue.empty():
         index, status, reason = queue.get()
         if status != "ok":
             reasons.append(f"worker {index}: {reason}")
+            if status == "error":
+                errors.append(reasons[-1])
         elif reason and reason not in reasons:
             reasons.append(reason)
     for i, p in enumerate(procs):
         if p.exitcode not in (0, None):
             reasons.append(f"worker {i} exited with code {p.exitcode}")
+            errors.append(reasons[-1])
     summary = summarize_study(study, n_trials, time.monotonic() - t0, reasons)
+    summary.errors = errors
     if summary.counts["running"] == 0:  # no worker anywhere writes a checkpoint of this study now
         _remove_empty_checkpoint_dirs(config)
     return summary

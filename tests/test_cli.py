@@ -408,6 +408,27 @@ def test_check_reports_what_run_would_do_and_runs_nothing(tmp_path: Path, real_d
     assert len(trials) == 2 and optuna.get_all_study_names(url) == ["mlp-check"]  # nothing was added
 
 
+def test_run_and_worker_exit_1_when_trials_keep_failing(tmp_path: Path) -> None:
+    """A study that stops because its trials fail is not 'done': scripts see exit code 1."""
+    study = tmp_path / "failing.toml"
+    study.write_text('name = "failing"\nn_trials = 6\nalgorithm = "random"\n'
+                     '[objective]\nname = "toy_objectives:make"\nmax_epochs = 1\nfail_above = -4.0\n'
+                     '[reliability]\nmax_consecutive_failures = 3\n')
+    url = f"sqlite:///{tmp_path}/f.db"
+    out = run_cli("run", str(study), "--storage", url, "--workers", "1", "--json")
+    assert out.returncode == 1, out.stderr[-2000:]
+    summary = json.loads(out.stdout)
+    assert summary["counts"]["fail"] == 3 and summary["counts"]["finished"] == 0
+    assert len(summary["errors"]) == 1 and "3 trials failed in a row" in summary["errors"][0]
+    assert "is too large for this toy" in summary["errors"][0]
+    out = run_cli("worker", str(study), "--storage", url, "-q")
+    assert out.returncode == 1 and "stopped: 3 trials failed in a row" in out.stdout
+    # the same study with trials that succeed exits 0
+    ok = tmp_path / "ok.toml"
+    ok.write_text(study.read_text().replace('"failing"', '"ok"').replace("fail_above = -4.0", "fail_above = 4.0"))
+    assert run_cli("run", str(ok), "--storage", url, "-q").returncode == 0
+
+
 def test_best_splits_retrains_on_other_random_splits(tmp_path: Path, real_data: Path) -> None:
     import numpy as np
 
