@@ -408,6 +408,17 @@ def test_check_reports_what_run_would_do_and_runs_nothing(tmp_path: Path, real_d
     assert len(trials) == 2 and optuna.get_all_study_names(url) == ["mlp-check"]  # nothing was added
 
 
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_an_algorithm_the_objective_cannot_carry_is_refused_before_the_study_exists(tmp_path: Path, command: str) -> None:
+    study = tmp_path / "mr.toml"
+    study.write_text('name = "mr"\nn_trials = 4\n[algorithm]\nname = "hyperband"\nmin_resource = 50\n'
+                     '[objective]\nname = "toy_objectives:make"\nmax_epochs = 9\n')
+    db = tmp_path / "mr.db"
+    out = run_cli(command, str(study), "--storage", f"sqlite:///{db}")
+    assert out.returncode == 2 and "min_resource (50) exceeds the objective's budget (9)" in out.stderr
+    assert not db.exists()
+
+
 def test_run_and_worker_exit_1_when_trials_keep_failing(tmp_path: Path) -> None:
     """A study that stops because its trials fail is not 'done': scripts see exit code 1."""
     study = tmp_path / "failing.toml"
