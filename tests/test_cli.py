@@ -174,6 +174,14 @@ def test_worker_command_joins_a_postgresql_study_three_times(tmp_path: Path) -> 
         assert len(workers) >= 2, workers  # usually 3; a worker that starts late may find no work left
         summaries = [json.loads(o[0]) for o in outs]
         assert all(s["counts"]["finished"] == 30 for s in summaries)
+        # `check` on the PostgreSQL study: a fourth worker would find it done; another algorithm is refused
+        out = run_cli("check", str(study_file), "--storage", url)
+        assert out.returncode == 0 and "study 'toy-pg' holds 30 finished trial(s)" in out.stdout, out.stderr[-2000:]
+        assert "127.0.0.1" in out.stdout and "note: the study already holds 30 finished trials" in out.stdout
+        study_file.write_text(study_file.read_text().replace('"sha"', '"hyperband"'))
+        out = run_cli("check", str(study_file), "--storage", url)
+        assert out.returncode == 2 and "was created with another configuration" in out.stderr
+        assert len(optuna.load_study(study_name="toy-pg", storage=url).trials) == 30
     finally:
         drop_pg_database(name)
 
