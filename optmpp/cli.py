@@ -482,6 +482,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         _err("interrupted")
         return EXIT_INTERRUPTED
+    except OSError as exc:  # a file that cannot be read or written: an output folder missing, a full disk
+        where = f"{exc.filename}: " if exc.filename else ""
+        _err(redact_text(f"{where}{exc.strerror or exc}", url_hint))
+        return EXIT_FAILED
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -123,8 +123,8 @@ def predict_file(
     """
     model_dir, input_csv = Path(model_dir), Path(input_csv)
     card = load_model_card(model_dir)
-    if not input_csv.exists():
-        raise DataError(f"{input_csv}: no such file")
+    if not input_csv.is_file():
+        raise DataError(f"{input_csv}: {'a folder, not a file' if input_csv.is_dir() else 'no such file'}")
     csv_rows = read_csv_rows(input_csv)
     header, rows, delimiter = csv_rows
     if not rows:
@@ -158,6 +158,8 @@ def predict_file(
     y = pred * float(card["y_scaler"]["scale"]) + float(card["y_scaler"]["mean"])
     target = f"predicted_{card['target']}"
     buf = io.StringIO() if output_csv is None else None
+    if output_csv is not None:
+        Path(output_csv).parent.mkdir(parents=True, exist_ok=True)
     fh = open(output_csv, "w", newline="") if output_csv is not None else buf
     try:
         w = csv.writer(fh, delimiter=delimiter)

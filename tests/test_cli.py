@@ -282,6 +282,7 @@ def test_predict_reads_and_writes_a_semicolon_file_with_decimal_commas(tmp_path:
     semi.write_text("\n".join(line.replace(",", ";").replace(".", ",") for line in lines) + "\n")
     out = run_cli("predict", str(models), str(comma))
     assert out.returncode == 0, out.stderr[-2000:]
+    out_rows = out.stdout.splitlines()[1:]
     want_rows = list(csv.DictReader(io.StringIO(out.stdout)))
     want = [float(r["predicted_MI_Plant"]) for r in want_rows]
     out = run_cli("predict", str(models), str(semi), "-o", str(tmp_path / "pred.csv"))
@@ -294,6 +295,14 @@ def test_predict_reads_and_writes_a_semicolon_file_with_decimal_commas(tmp_path:
     got = [float(r[-2].replace(",", ".")) for r in got_rows]
     assert len(got) == 5 and got == pytest.approx(want, rel=1e-5)
     assert [r[-1] for r in got_rows] == [r["outside_training_range"].replace(".", ",") for r in want_rows]
+    # -o makes its folder; a folder given as the input or the output is an error message, not a traceback
+    assert run_cli("predict", str(models), str(comma), "-o", str(tmp_path / "new" / "dir" / "p.csv")).returncode == 0
+    assert (tmp_path / "new" / "dir" / "p.csv").read_text().splitlines()[1:] == out_rows
+    out = run_cli("predict", str(models), str(tmp_path))
+    assert out.returncode == 2 and f"optmpp: error: {tmp_path}: a folder, not a file" in out.stderr
+    out = run_cli("predict", str(models), str(comma), "-o", str(tmp_path))
+    assert out.returncode == 1 and f"optmpp: error: {tmp_path}: Is a directory" in out.stderr
+    assert "Traceback" not in out.stderr
     assert got_rows[1][-1].startswith("CAT 42,1041 > ")  # line 3 is a test row beyond the training range
 
 
