@@ -198,7 +198,8 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _print_report(args: argparse.Namespace, result: dict[str, Any]) -> None:
     if args.json:
-        print(json.dumps({k: result[k] for k in ("out_dir", "files", "rows", "facts")}, indent=2, default=str))
+        keys = ("out_dir", "files", "rows", "facts", "errors")
+        print(json.dumps({k: result[k] for k in keys if k in result}, indent=2, default=str))
         return
     print(result["table"])
     print(f"written to {result['out_dir']}/: {', '.join(result['files'])}")
@@ -219,7 +220,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
                          retrain=not args.no_retrain, splits=args.splits, threads=args.threads, log=log,
                          show_progress=not args.quiet)
     _print_report(args, result)
-    return EXIT_OK
+    for error in result.get("errors", []):
+        _err(f"a worker stopped on an error: {error}")
+    return EXIT_FAILED if result.get("errors") else EXIT_OK
 
 
 def cmd_report(args: argparse.Namespace) -> int:

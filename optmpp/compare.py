@@ -739,6 +739,7 @@ def run_compare(
     log(f"compare {config.name!r}: {len(config.algorithms)} algorithm(s) x {len(seed_list)} seed(s), "
         f"budget {config.budget.describe()} per study, {workers} worker(s)")
     t_all = time.monotonic()
+    errors: list[str] = []  # workers that stopped on an error, per study: `compare` then exits 1
     for i, (seed, algo) in enumerate(plan, 1):
         sc = config.study_config(algo, seed)
         done, elapsed, finished = _study_done(sc, config.budget, storage)
@@ -767,11 +768,14 @@ def run_compare(
         for reason in summary.stop_reasons:
             if "failed in a row" in reason or "worker" in reason:
                 log(f"{tag} warning: {reason}")
+        errors += [f"{sc.name}: {e}" for e in summary.errors]
     names = [config.study_name(a, s) for s in seed_list for a in config.algorithms]
     configs = {config.study_name(a, s): config.study_config(a, s) for s in seed_list for a in config.algorithms}
     extra = {"comparison": {"file": config.path, "name": config.name, "budget": config.budget.__dict__,
                             "seeds": seed_list, "workers": workers, "algorithms": config.algorithms,
                             "splits": splits,
                             "file_contents": config.raw}}
-    return report(storage_url, names, out, title=config.name, retrain=retrain, splits=splits, configs=configs,
-                  extra_config=extra, log=log)
+    result = report(storage_url, names, out, title=config.name, retrain=retrain, splits=splits, configs=configs,
+                    extra_config=extra, log=log)
+    result["errors"] = errors
+    return result

@@ -271,6 +271,19 @@ def test_seconds_budget(sqlite_url: str, tmp_path: Path) -> None:
     assert rows["tpe"]["test_loss"] == "nan"  # --no-retrain: no test metrics, said so
 
 
+def test_compare_exits_1_when_a_studys_trials_keep_failing(tmp_path: Path) -> None:
+    comp = tmp_path / "failing.toml"
+    comp.write_text('name = "failing"\nalgorithms = ["random"]\nseeds = 1\nworkers = 1\n'
+                    '[budget]\ntrials = 7\n[objective]\nname = "toy_objectives:make"\nmax_epochs = 2\nfail_above = -4.0\n')
+    url = f"sqlite:///{tmp_path}/f.db"
+    res = cli("compare", str(comp), "--storage", url, "--out", str(tmp_path / "o"), "--json")
+    assert res.returncode == 1, res.stderr[-3000:]
+    errors = json.loads(res.stdout)["errors"]
+    assert len(errors) == 1 and errors[0].startswith("failing.random.s0: worker 0: 5 trials failed in a row")
+    assert "optmpp: error: a worker stopped on an error: failing.random.s0" in res.stderr
+    assert (tmp_path / "o" / "table.csv").exists()  # the report is still written
+
+
 # --------------------------------------------------------------------------------------
 # end to end through the CLI, real data
 
