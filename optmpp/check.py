@@ -82,20 +82,15 @@ def check_study(
     import optuna
 
     from optmpp.algorithms import ALGORITHMS
-    from optmpp.objectives import make_objective
     from optmpp.storage import make_storage, redact_url, sqlite_path
-    from optmpp.workers import (
-        _check_direction, _counts, available_cores, check_algorithm, check_resumable, check_workers, data_fingerprint,
-    )
+    from optmpp.workers import _counts, available_cores, check_resumable, check_workers, checked_objective, data_fingerprint
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     notes: list[str] = []
     workers = workers or config.workers
     where = f"{config.path}: " if config.path else ""
     check_workers(workers, lambda m: notes.append(m.removeprefix("note: ")), where)
-    objective = make_objective(config.objective.name, config.objective.options, config.path)
-    _check_direction(config, objective)
-    check_algorithm(config, objective)
+    objective, _ = checked_objective(config)
     max_budget = getattr(objective, "max_budget", None)
     describe = getattr(objective, "describe", None)
     spec = ALGORITHMS[config.algorithm.name]

@@ -211,10 +211,6 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     config = load_compare_config(args.comparison)
     url = resolve_storage_url(args.storage, config.storage)
-    if args.seeds is not None and args.seeds < 1:
-        from optmpp.config import ConfigError
-
-        raise ConfigError(f"--seeds must be >= 1, got {args.seeds}")
     log = (lambda m: None) if args.quiet else (lambda m: print(m, file=sys.stderr, flush=True))
     result = run_compare(config, url, workers=args.workers, seeds=args.seeds, out_dir=args.out,
                          retrain=not args.no_retrain, splits=args.splits, threads=args.threads, log=log,
@@ -346,6 +342,10 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("-q", "--quiet", action="store_true", help="no progress output")
         sp.add_argument("--json", action="store_true", help="print the summary as JSON")
 
+    def study_budget(sp: argparse.ArgumentParser) -> None:  # run, check, worker
+        sp.add_argument("--n-trials", type=_count, help="finished trials the study should hold in total")
+        sp.add_argument("--timeout", type=_seconds, help="stop starting trials after S seconds")
+
     storage_help = ("storage URL (sqlite:///FILE, postgresql+psycopg://USER@HOST/DB, "
                     "mysql+pymysql://USER@HOST/DB); default: $OPTMPP_STORAGE, the study file, "
                     "sqlite:///runs/optmpp.db")
@@ -354,8 +354,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("study", help="study file (TOML)")
     common(r, storage_help)
     r.add_argument("--workers", type=_count, help="worker processes (default: the study file's)")
-    r.add_argument("--n-trials", type=_count, help="finished trials the study should hold in total")
-    r.add_argument("--timeout", type=_seconds, help="stop starting trials after S seconds")
+    study_budget(r)
     r.add_argument("--threads", type=_count, help="threads per worker (default: cores / workers)")
     r.add_argument("-v", "--verbose", action="store_true", help="print every trial's result")
     r.set_defaults(func=cmd_run)
@@ -364,15 +363,13 @@ def build_parser() -> argparse.ArgumentParser:
     ck.add_argument("study", help="study file (TOML)")
     common(ck, storage_help)
     ck.add_argument("--workers", type=_count, help="worker processes `run` would start (default: the study file's)")
-    ck.add_argument("--n-trials", type=_count, help="finished trials the study should hold in total")
-    ck.add_argument("--timeout", type=_seconds, help="stop starting trials after S seconds")
+    study_budget(ck)
     ck.set_defaults(func=cmd_check)
 
     w = sub.add_parser("worker", help="join a study as one worker (run it on any machine, any number of times)")
     w.add_argument("study", help="study file (TOML)")
     common(w, storage_help)
-    w.add_argument("--n-trials", type=_count, help="finished trials the study should hold in total")
-    w.add_argument("--timeout", type=_seconds, help="stop starting trials after S seconds")
+    study_budget(w)
     w.add_argument("--threads", type=_count, help="threads of this worker (default: all cores)")
     w.add_argument("-v", "--verbose", action="store_true", help="print every trial's result")
     w.add_argument("--index", type=int, help=argparse.SUPPRESS)

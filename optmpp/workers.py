@@ -48,8 +48,8 @@ if TYPE_CHECKING:
 __all__ = [
     "StudySummary",
     "WorkerStats",
-    "check_algorithm",
     "check_resumable",
+    "checked_objective",
     "data_change",
     "data_fingerprint",
     "prepare_study",
@@ -239,9 +239,7 @@ def prepare_study(
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    objective = make_objective(config.objective.name, config.objective.options, config.path)
-    _check_direction(config, objective)
-    schedule = check_algorithm(config, objective, lookahead)
+    objective, schedule = checked_objective(config, lookahead)
     n_trials = n_trials or config.n_trials
     with study_lock(storage_url, config.name):
         # created under the lock: concurrent first workers would race on the schema
@@ -309,18 +307,22 @@ def check_resumable(
 SYNC_CHECKPOINT_DIR = "runs/checkpoints"
 
 
-def check_algorithm(config: StudyConfig, objective: Any, lookahead: bool = True) -> Any:
-    """Build the sampler, the pruner and (synchronous Hyperband) the schedule as the workers will,
-    so that an ``[algorithm]`` table the objective cannot carry (a ``min_resource`` above its
-    epochs) is refused before a study is created. Returns the schedule (None if not synchronous).
+def checked_objective(config: StudyConfig, lookahead: bool = True) -> tuple[Any, Any]:
+    """The study's objective (its options and data validated), with the sampler, the pruner and
+    (synchronous Hyperband) the schedule built as the workers will build them, so that an
+    ``[algorithm]`` table the objective cannot carry (a ``min_resource`` above its epochs) is
+    refused before a study is created. Returns the objective and the schedule (None if not
+    synchronous).
 
     Raises:
-        ConfigError: naming the algorithm and the option.
+        ConfigError: naming the study file's key, the objective's option or the algorithm's.
     """
+    objective = make_objective(config.objective.name, config.objective.options, config.path)
+    _check_direction(config, objective)
     max_budget = getattr(objective, "max_budget", None)
     make_sampler(config.algorithm.name, config.algorithm.options, seed=config.seed)
     make_pruner(config.algorithm.name, config.algorithm.options, max_budget)
-    return _schedule(config, objective, lookahead)
+    return objective, _schedule(config, objective, lookahead)
 
 
 def _schedule(config: StudyConfig, objective: Any, lookahead: bool = True) -> Any:
@@ -333,11 +335,11 @@ def _schedule(config: StudyConfig, objective: Any, lookahead: bool = True) -> An
 def data_fingerprint(objective: Any) -> dict[str, Any] | None:
     """The objective's data file (name, sha256, rows) when it has a ``table`` with ``path``,
     ``sha256`` and ``y``, as the built-in objectives do; else None (nothing to check)."""
+    from optmpp.data import table_fingerprint
+
     table = getattr(objective, "table", None)
     sha = getattr(table, "sha256", None)
-    if not isinstance(sha, str) or not sha:
-        return None
-    return {"file": Path(table.path).name, "sha256": sha, "rows": int(len(table.y))}
+    return table_fingerprint(table) if isinstance(sha, str) and sha else None
 
 
 def data_change(stored: dict[str, Any] | None, now: dict[str, Any] | None) -> str | None:

@@ -16,7 +16,7 @@ import urllib.request
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -30,6 +30,7 @@ __all__ = [
     "resolve_data_dir",
     "sha256_of",
     "split_indices",
+    "table_fingerprint",
 ]
 
 _BASE = "https://raw.githubusercontent.com/niket-sharma/PolyML/26ca9411ec357f58a04c3076adc55c919f3d14db/"
@@ -330,6 +331,12 @@ def load_numeric_table(
         sha256=sha256_of(path),
         dropped=tuple(bad),
     )
+
+
+def table_fingerprint(table: Any) -> dict[str, Any]:
+    """What identifies a loaded data file (a :class:`Table` or a SMILES table): its name, sha256
+    and the rows read. Stored with a study and in a saved model's card."""
+    return {"file": Path(table.path).name, "sha256": table.sha256, "rows": int(len(table.y))}
 
 
 def split_indices(

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from optmpp.data import find_data_file, load_numeric_table, split_indices
+from optmpp.data import find_data_file, load_numeric_table, split_indices, table_fingerprint
 
 HDPE_FEATURES = ["C2", "H2", "CAT", "HX", "C3", "T", "P", "H2/C2", "C3/C4"]
 
@@ -67,5 +67,5 @@ class TabularData:
             "y_scaler": {"mean": self.y_scale[0], "scale": self.y_scale[1]},
             # what the saved model was trained on (train + validation): predict flags rows outside it
             "x_range": {"min": seen.min(axis=0).tolist(), "max": seen.max(axis=0).tolist()},
-            "data": {"file": self.table.path.name, "sha256": self.table.sha256, "rows": int(len(self.table.y))},
+            "data": table_fingerprint(self.table),
         }

@@ -47,7 +47,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from optmpp.data import find_data_file, split_indices
+from optmpp.data import find_data_file, split_indices, table_fingerprint
 from optmpp.data.smiles import load_smiles_table
 from optmpp.objectives.base import parse_options
 from optmpp.objectives.keras_common import KerasRegressionObjective, import_keras
@@ -228,7 +228,7 @@ class TgCNN(KerasRegressionObjective):
             "target": self.options.target,
             "encoder": self.encoder.to_dict(),
             "y_scaler": {"mean": self.y_scale[0], "scale": self.y_scale[1]},
-            "data": {"file": self.table.path.name, "sha256": self.table.sha256, "rows": int(len(self.table.y))},
+            "data": table_fingerprint(self.table),
         }
 
 
