@@ -155,6 +155,28 @@ def test_a_semicolon_smiles_file_keeps_the_commas_in_its_names(tmp_path: Path) -
     assert table.names == ["Poly(2,6-dimethyl-1,4-phenylene oxide)", "Polyethylene"]
 
 
+def test_the_separator_is_the_one_every_row_agrees_with(tmp_path: Path) -> None:
+    """A comma inside a semicolon file's column name does not make it a comma file: the rows decide."""
+    from optmpp.data import sniff_delimiter
+    from optmpp.data.smiles import load_smiles_table
+
+    p = tmp_path / "tg.csv"  # the header splits into 2 fields at the comma and at the semicolon
+    p.write_text("Tg (K, DSC);SMILES\n373,5;CC(C)\n400;c1ccccc1\n")
+    table, _ = load_smiles_table(p, "SMILES", "Tg (K, DSC)", "tokens")
+    assert table.y.tolist() == [373.5, 400.0] and table.smiles == ["CC(C)", "c1ccccc1"]
+    # every row with a decimal comma: both separators split each line in two; the semicolon wins
+    assert sniff_delimiter("Tg (K, DSC);SMILES\n373,5;CC\n401,5;CCO\n") == ";"
+    assert sniff_delimiter("a,b;c\n1,2;3\n") == ";"
+    # a comma file stays one, also with a semicolon in a name or a value, and with a ragged row
+    assert sniff_delimiter("a;b,y\n1,2\n3,4\n") == ","
+    assert sniff_delimiter("name,y\nx;z,2\nw,3\n") == ","
+    assert sniff_delimiter("a,b,y\n1,2,3\n4,5\n6,7,8,9\n") == ","
+    # ragged rows under a semicolon header: the header decides, and the loader names the bad row
+    assert sniff_delimiter("a;b;y\n1;2;3\n4;5\n") == ";"
+    assert sniff_delimiter("a\tb\ty\r1\t2\t3\r") == "\t"
+    assert sniff_delimiter("y\n1\n") == ","
+
+
 def test_splits_are_seeded_and_disjoint() -> None:
     a = split_indices(100, "random", 0.25, 0.2, seed=0)
     b = split_indices(100, "random", 0.25, 0.2, seed=0)

@@ -204,24 +204,39 @@ class CsvRows(NamedTuple):
         return self.delimiter != ","
 
 
-def sniff_delimiter(first_line: str) -> str:
-    """The separator of :data:`DELIMITERS` that splits the header line into the most fields (the
-    comma on a tie), so a semicolon- or tab-separated export from a spreadsheet reads as it is."""
-    def fields(d: str) -> int:
-        try:
-            return len(next(csv.reader([first_line], delimiter=d), []))
-        except csv.Error:  # a stray quote or line break: not this separator's fault, count none
-            return 0
+def sniff_delimiter(text: str, sample_lines: int = 50) -> str:
+    """The separator of :data:`DELIMITERS` a data file is written with.
 
-    return max(DELIMITERS, key=lambda d: (fields(d), d == ","))
+    A separator is *consistent* when it splits the header into two or more fields and each of the
+    first ``sample_lines`` non-blank rows into as many. The consistent one with the most fields
+    wins; where a comma and a semicolon or tab tie (a ``Tg (K, DSC);SMILES`` header over rows with
+    decimal commas such as ``373,5;CC``) the other one wins, since a comma file whose every row
+    also splits evenly at semicolons is far less likely than a spreadsheet's decimal commas. With
+    no consistent separator (ragged rows) the one that splits the header into the most fields
+    wins, the comma on a tie, and the bad rows are reported by the loader."""
+    sample = "\n".join(text.splitlines()[: sample_lines + 1])  # \n, \r\n or a Mac's \r
+
+    def widths(d: str) -> list[int]:
+        try:
+            return [len(r) for r in csv.reader(io.StringIO(sample), delimiter=d) if any(c.strip() for c in r)]
+        except csv.Error:  # a stray quote or line break: not this separator's fault, count none
+            return []
+
+    def rank(d: str) -> tuple[bool, int, bool]:
+        w = widths(d)
+        consistent = len(w) > 0 and w[0] > 1 and all(n == w[0] for n in w)
+        return consistent, w[0] if w else 0, (d != ",") if consistent else (d == ",")
+
+    return max(DELIMITERS, key=rank)
 
 
 def read_csv_rows(path: Path) -> CsvRows:
     """Header (names stripped) and the non-blank rows with their 1-based line numbers.
 
-    The separator is the comma, or a semicolon or tab when the header line says so."""
+    The separator is the comma, or a semicolon or tab when the file is written so
+    (:func:`sniff_delimiter`)."""
     text = _read_text(path)
-    delimiter = sniff_delimiter(next(iter(text.splitlines()), ""))  # \n, \r\n or a Mac's \r
+    delimiter = sniff_delimiter(text)
     reader = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     rows = []
     try:
