@@ -135,3 +135,42 @@ def test_unresolvable_objectives_get_distinct_messages(tmp_path: Path, name: str
                          capture_output=True, text=True, env=cli_env(), cwd=ROOT)
     assert out.returncode == 2
     assert message in out.stderr
+
+
+def test_a_module_beside_the_study_file_or_in_the_current_folder_is_found(tmp_path: Path) -> None:
+    """A user's ``quad.py`` next to their study file needs no install and no PYTHONPATH."""
+    mine, elsewhere = tmp_path / "mine", tmp_path / "elsewhere"
+    mine.mkdir()
+    elsewhere.mkdir()
+    (mine / "quad.py").write_text(PLUGIN)
+    study = mine / "quad.toml"
+    study.write_text('name = "q"\nn_trials = 8\nalgorithm = "hyperband"\n[objective]\nname = "quad:make"\nmax_epochs = 3\n')
+    url = f"sqlite:///{tmp_path}/q.db"
+    run = subprocess.run([*optmpp_cmd(), "run", str(study), "--storage", url, "--workers", "2", "--json"],
+                         capture_output=True, text=True, env=cli_env(), cwd=elsewhere, timeout=300)
+    assert run.returncode == 0, run.stderr
+    assert json.loads(run.stdout)["counts"]["finished"] == 8
+    best = subprocess.run([*optmpp_cmd(), "best", str(study), "--storage", url, "--out", str(tmp_path / "m"), "--json"],
+                          capture_output=True, text=True, env=cli_env(), cwd=elsewhere, timeout=300)
+    assert best.returncode == 0, best.stderr
+    assert json.loads(best.stdout)["mean"]["loss"] >= 0
+    # the current folder, with the study file elsewhere
+    (elsewhere / "quad2.py").write_text(PLUGIN)
+    other = tmp_path / "other.toml"
+    other.write_text('name = "q2"\nn_trials = 3\nalgorithm = "random"\n[objective]\nname = "quad2:make"\nmax_epochs = 2\n')
+    here = subprocess.run([*optmpp_cmd(), "worker", str(other), "--storage", url, "--json"],
+                          capture_output=True, text=True, env=cli_env(), cwd=elsewhere, timeout=300)
+    assert here.returncode == 0, here.stderr
+    assert json.loads(here.stdout)["counts"]["complete"] == 3
+    # found, but what it imports is missing: that is the message, not "no such module"
+    (mine / "broken.py").write_text("import no_such_dependency_xyz\n")
+    study.write_text('name = "b"\nalgorithm = "random"\nobjective = "broken:make"\n')
+    broken = subprocess.run([*optmpp_cmd(), "check", str(study), "--storage", url],
+                            capture_output=True, text=True, env=cli_env(), cwd=elsewhere, timeout=300)
+    assert broken.returncode == 2
+    assert "cannot import module 'broken': No module named 'no_such_dependency_xyz'" in broken.stderr
+    study.write_text('name = "n"\nalgorithm = "random"\nobjective = "nowhere:make"\n')
+    nowhere = subprocess.run([*optmpp_cmd(), "check", str(study), "--storage", url],
+                             capture_output=True, text=True, env=cli_env(), cwd=elsewhere, timeout=300)
+    assert nowhere.returncode == 2
+    assert f"no nowhere.py lies in {mine} or {elsewhere}" in nowhere.stderr

@@ -10,8 +10,11 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import re
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from optmpp._tables import ConfigError
@@ -93,12 +96,48 @@ def check_objective_name(name: str) -> str | None:
     )
 
 
-def _load_target(name: str, target: str) -> Callable[[dict[str, Any]], Any]:
+def _import_module(module_name: str, search: Sequence[Path]) -> ModuleType:
+    """``importlib.import_module``; a top-level module that is not importable but lies in one of
+    the ``search`` folders (``quad.py`` or a package ``quad/``) is imported from there, the folder
+    appended to ``sys.path`` so that nothing installed is shadowed."""
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        top = module_name.partition(".")[0]
+        if exc.name != top:  # the module was found; something it imports is missing
+            raise
+        for folder in search:
+            if (folder / f"{top}.py").is_file() or (folder / top).is_dir():
+                if str(folder) not in sys.path:
+                    sys.path.append(str(folder))
+                importlib.invalidate_caches()
+                return importlib.import_module(module_name)
+        raise
+
+
+def _search_folders(where: str) -> list[Path]:
+    """The study file's folder, then the current one: where a user keeps a module of their own."""
+    folders = []
+    if where and Path(where).is_file():
+        folders.append(Path(where).resolve().parent)
+    cwd = Path.cwd().resolve()
+    if cwd not in folders:
+        folders.append(cwd)
+    return folders
+
+
+def _load_target(name: str, target: str, search: Sequence[Path] = ()) -> Callable[[dict[str, Any]], Any]:
     module_name, _, attr = target.partition(":")
     try:
-        module = importlib.import_module(module_name)
+        module = _import_module(module_name, search)
     except ImportError as exc:
-        raise ObjectiveError(f"objective {name!r}: cannot import module {module_name!r}: {exc}") from None
+        looked = (
+            " (it is neither installed nor on PYTHONPATH, and no "
+            f"{module_name.partition('.')[0]}.py lies in " + " or ".join(str(f) for f in search) + ")"
+            if search and isinstance(exc, ModuleNotFoundError) and exc.name == module_name.partition(".")[0]
+            else ""
+        )
+        raise ObjectiveError(f"objective {name!r}: cannot import module {module_name!r}: {exc}{looked}") from None
     obj: Any = module
     for part in attr.split("."):
         try:
@@ -112,13 +151,14 @@ def _load_target(name: str, target: str) -> Callable[[dict[str, Any]], Any]:
     return obj
 
 
-def resolve_objective(name: str) -> Callable[[dict[str, Any]], Any]:
-    """The factory behind ``name`` (imports it)."""
+def resolve_objective(name: str, where: str = "") -> Callable[[dict[str, Any]], Any]:
+    """The factory behind ``name`` (imports it). A ``module:factory`` whose module is not
+    importable is looked for beside the study file ``where``, then in the current folder."""
     problem = check_objective_name(name)
     if problem:
         raise ObjectiveError(problem)
     if _TARGET_RE.match(name) and not _candidates(name):
-        return _load_target(name, name)
+        return _load_target(name, name, _search_folders(where))
     (info,) = _candidates(name)
     if info.source == "built-in":
         return _load_target(name, info.target)
@@ -139,7 +179,7 @@ def resolve_objective(name: str) -> Callable[[dict[str, Any]], Any]:
 
 def make_objective(name: str, options: dict[str, Any] | None = None, where: str = "") -> Any:
     """Resolve ``name`` and call its factory with ``options``; check the result's contract."""
-    factory = resolve_objective(name)
+    factory = resolve_objective(name, where)
     prefix = f"{where}: " if where else ""
     try:
         objective = factory(dict(options or {}))
