@@ -64,6 +64,8 @@ class BestResult:
     ensemble: dict[str, float] | None = None  # test metrics of the seeds' averaged prediction
     # with --splits: one row per split seed, the study's first ({"split_seed", "metrics", "ensemble"})
     splits: list[dict[str, Any]] = field(default_factory=list)
+    # the saved model's file, which `optmpp predict` loads; None where the objective saves none
+    model_file: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -380,6 +382,7 @@ def retrain_best(
             result.files.append("splits.csv")
         if "model_file" in card:
             result.files.insert(0, card["model_file"])
+            result.model_file = card["model_file"]
         if saved.y_true is not None and saved.y_pred is not None:
             m = saved.metrics
             r2, rmse = m.get("r2_units", m.get("r2")), m.get("rmse_units", m.get("rmse"))

@@ -133,7 +133,11 @@ def cmd_best(args: argparse.Namespace) -> int:
             print("\n" + format_splits_table(result))
         if result.out_dir:
             print(f"\nsaved to {result.out_dir}/: {', '.join(result.files)}")
-            print(f"predict with: optmpp predict {result.out_dir} INPUT.csv -o OUT.csv")
+            if result.model_file:
+                print(f"predict with: optmpp predict {result.out_dir} INPUT.csv -o OUT.csv")
+            else:
+                print(f"no model saved: the objective {config.objective.name!r} has no save method, "
+                      "so `optmpp predict` cannot use this folder")
     return EXIT_OK
 
 

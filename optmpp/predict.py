@@ -27,8 +27,13 @@ def load_model_card(model_dir: str | Path) -> dict[str, Any]:
     if not card_path.exists():
         raise DataError(f"{d}: not a saved optmpp model (no optmpp-model.json); create one with `optmpp best`")
     card = json.loads(card_path.read_text())
-    if card.get("format") != "optmpp-model/1" or "kind" not in card:
+    if card.get("format") != "optmpp-model/1":
         raise DataError(f"{card_path}: unknown model format {card.get('format')!r}")
+    if "kind" not in card or "model_file" not in card:
+        raise DataError(
+            f"{d}: holds the test metrics of study {card.get('study')!r} but no model: its objective "
+            f"{card.get('objective')!r} saves none (a plug-in objective without a save method)"
+        )
     return card
 
 

@@ -153,7 +153,17 @@ def test_a_module_beside_the_study_file_or_in_the_current_folder_is_found(tmp_pa
     best = subprocess.run([*optmpp_cmd(), "best", str(study), "--storage", url, "--out", str(tmp_path / "m"), "--json"],
                           capture_output=True, text=True, env=cli_env(), cwd=elsewhere, timeout=300)
     assert best.returncode == 0, best.stderr
-    assert json.loads(best.stdout)["mean"]["loss"] >= 0
+    assert json.loads(best.stdout)["mean"]["loss"] >= 0 and json.loads(best.stdout)["model_file"] is None
+    # its objective saves no model: best says so, and predict refuses the folder with the reason
+    best = subprocess.run([*optmpp_cmd(), "best", str(study), "--storage", url, "--out", str(tmp_path / "m")],
+                          capture_output=True, text=True, env=cli_env(), cwd=elsewhere, timeout=300)
+    assert "no model saved: the objective 'quad:make' has no save method" in best.stdout
+    assert "predict with" not in best.stdout
+    (tmp_path / "in.csv").write_text("a\n1\n")
+    predict = subprocess.run([*optmpp_cmd(), "predict", str(tmp_path / "m"), str(tmp_path / "in.csv")],
+                             capture_output=True, text=True, env=cli_env(), cwd=elsewhere, timeout=300)
+    assert predict.returncode == 2
+    assert "holds the test metrics of study 'q' but no model: its objective 'quad:make' saves none" in predict.stderr
     # the current folder, with the study file elsewhere
     (elsewhere / "quad2.py").write_text(PLUGIN)
     other = tmp_path / "other.toml"
