@@ -765,9 +765,8 @@ def run_compare(
         best = "-" if summary.best_value is None else f"{summary.best_value:.5g}"
         log(f"{tag} done in {format_duration(time.monotonic() - t0)}: {summary.counts['finished']} finished, "
             f"{summary.counts['fail']} failed, {summary.epochs} epochs, best {best}")
-        for reason in summary.stop_reasons:
-            if "failed in a row" in reason or "worker" in reason:
-                log(f"{tag} warning: {reason}")
+        for error in summary.errors:
+            log(f"{tag} warning: {error}")
         errors += [f"{sc.name}: {e}" for e in summary.errors]
     names = [config.study_name(a, s) for s in seed_list for a in config.algorithms]
     configs = {config.study_name(a, s): config.study_config(a, s) for s in seed_list for a in config.algorithms}

@@ -281,6 +281,7 @@ def test_compare_exits_1_when_a_studys_trials_keep_failing(tmp_path: Path) -> No
     errors = json.loads(res.stdout)["errors"]
     assert len(errors) == 1 and errors[0].startswith("failing.random.s0: worker 0: 5 trials failed in a row")
     assert "optmpp: error: a worker stopped on an error: failing.random.s0" in res.stderr
+    assert "[1/1 random seed 0] warning: worker 0: 5 trials failed in a row" in res.stderr  # logged as it happens
     assert (tmp_path / "o" / "table.csv").exists()  # the report is still written
 
 
