@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
@@ -428,6 +428,33 @@ class FastTrainer:
         continues a promoted configuration instead: from the saved best epoch's weights, with a
         new Adam (moments and step count reset).
         """
+        steps = self.steps(net, epochs, seed, restore_best, resume, restart)
+        try:
+            for epoch, tl, vl, snapshot in steps:
+                # saved before ``on_epoch``, which raises where a synchronous Hyperband round ends
+                if checkpoint is not None and checkpoint.due(epoch):
+                    checkpoint.save(*snapshot())
+                if on_epoch is not None:
+                    on_epoch(epoch, tl, vl)
+        finally:
+            steps.close()  # the net takes its weights now, also when ``on_epoch`` raised
+        return self.history
+
+    def steps(
+        self,
+        net: Any,
+        epochs: int,
+        seed: int,
+        restore_best: bool = False,
+        resume: tuple[dict[str, Any], dict[str, np.ndarray]] | None = None,
+        restart: bool = False,
+    ) -> Iterator[tuple[int, float, float, Callable[[], tuple[dict[str, Any], dict[str, np.ndarray]]]]]:
+        """:meth:`train` one epoch at a time: yields ``(epoch, train_loss, val_loss, snapshot)``
+        after each epoch, where ``snapshot()`` returns the training state as a checkpoint holds
+        it, ``(meta, arrays)``, which ``resume`` takes back. Several nets (one per
+        cross-validation fold) train side by side by advancing their generators in turn. The net
+        takes its final weights when the generator ends or is closed; ``self.history`` is the
+        history :meth:`train` returns."""
         tf = self.tf
         net.init(self.input_shape, seed)
         weights = [tf.constant(w) for w in net.weights]
@@ -443,7 +470,7 @@ class FastTrainer:
         set_up = time.perf_counter() - t0 if new_graph else 0.0
         history: dict[str, Any] = {"train_loss": [], "val_loss": [], "best_epoch": 0, "best_val": math.inf,
                                    "epochs": 0, "resumed_from": 0, "train_s": set_up, "trace_s": set_up}
-        self.history = history  # the caller reads it even when ``on_epoch`` raised (pruning)
+        self.history = history  # the caller reads it even when it stopped early (pruning)
         best = (weights, state)
         start = 1
         if resume is not None:
@@ -465,6 +492,14 @@ class FastTrainer:
                 history[k] = list(meta[k]) if isinstance(meta[k], list) else meta[k]
             history["resumed_from"] = int(meta["epochs"])
             start = int(meta["epochs"]) + 1
+
+        def snapshot() -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+            arrays = {}
+            for prefix, tensors in (("w", weights), ("s", state), ("m", m), ("v", v), ("bw", best[0]), ("bs", best[1])):
+                arrays.update({f"{prefix}{i}": x.numpy() for i, x in enumerate(tensors)})
+            meta = {k: history[k] for k in ("train_loss", "val_loss", "best_epoch", "best_val", "epochs")}
+            return {**meta, "t": float(t)}, arrays
+
         try:
             for epoch in range(start, epochs + 1):
                 t0 = time.perf_counter()
@@ -487,21 +522,11 @@ class FastTrainer:
                 if self.has_val and vl < history["best_val"]:
                     history["best_val"], history["best_epoch"] = vl, epoch
                     best = (weights, state)
-                # saved before ``on_epoch``, which raises where a synchronous Hyperband round ends
-                if checkpoint is not None and checkpoint.due(epoch):
-                    arrays = {}
-                    for prefix, tensors in (("w", weights), ("s", state), ("m", m), ("v", v),
-                                            ("bw", best[0]), ("bs", best[1])):
-                        arrays.update({f"{prefix}{i}": x.numpy() for i, x in enumerate(tensors)})
-                    meta = {k: history[k] for k in ("train_loss", "val_loss", "best_epoch", "best_val", "epochs")}
-                    checkpoint.save({**meta, "t": float(t)}, arrays)
-                if on_epoch is not None:
-                    on_epoch(epoch, tl, vl)
+                yield epoch, tl, vl, snapshot
         finally:
             keep = best if restore_best and self.has_val else (weights, state)
             net.weights = [w.numpy() for w in keep[0]]
             net.state = [s.numpy() for s in keep[1]]
-        return history
 
     def predict(self, net: Any, x: np.ndarray) -> np.ndarray:
         tf = self.tf
