@@ -177,6 +177,45 @@ def test_the_separator_is_the_one_every_row_agrees_with(tmp_path: Path) -> None:
     assert sniff_delimiter("y\n1\n") == ","
 
 
+def test_cross_validation_folds_cover_train_and_validation_and_keep_groups_together() -> None:
+    from optmpp.objectives.keras_common import cv_fold_indices
+
+    rows = np.arange(10, 40)
+    folds = cv_fold_indices(rows, 4, seed=3)
+    assert [len(va) for _, va in folds] == [8, 8, 7, 7]
+    assert sorted(np.concatenate([va for _, va in folds]).tolist()) == rows.tolist()  # each row validated once
+    assert all(sorted(np.concatenate([tr, va]).tolist()) == rows.tolist() for tr, va in folds)
+    again = cv_fold_indices(rows[::-1], 4, seed=3)  # the row set decides, not its order
+    assert all(np.array_equal(a[1], b[1]) for a, b in zip(folds, again))
+    assert not all(np.array_equal(a[1], b[1]) for a, b in zip(folds, cv_fold_indices(rows, 4, seed=4)))
+    labels = [f"m{i // 3}" for i in range(40)]  # every molecule three times
+    grouped = cv_fold_indices(rows, 4, seed=3, groups=labels)
+    for tr, va in grouped:
+        assert not {labels[i] for i in tr} & {labels[i] for i in va}
+    assert sorted(np.concatenate([va for _, va in grouped]).tolist()) == rows.tolist()
+    with pytest.raises(DataError, match="cv_folds = 12 needs at least 12 distinct molecules outside the test part, there are 11"):
+        cv_fold_indices(rows, 12, seed=0, groups=labels)  # rows 10-39: molecules m3-m13
+    with pytest.raises(DataError, match="cv_folds = 31 needs at least 31 rows"):
+        cv_fold_indices(rows, 31, seed=0)
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"cv_folds": 0}, "cv_folds must be >= 1"),
+    ({"cv_folds": 3, "trainer": "keras"}, 'cv_folds > 1 needs trainer = "fast"'),
+    ({"cv_folds": 3, "split": "ordered"}, 'cv_folds > 1 needs split = "random"'),
+    ({"cv_folds": 3, "model": "paper-baseline"}, "has nothing to tune"),
+])
+def test_cross_validation_options_are_checked(options: dict, message: str) -> None:
+    from optmpp.config import ConfigError
+    from optmpp.objectives.hdpe_dnn import DNNOptions
+    from optmpp.objectives.base import parse_options
+    from optmpp.objectives.tg_cnn import CNNOptions
+
+    for cls in (DNNOptions, CNNOptions):
+        with pytest.raises(ConfigError, match=message):
+            parse_options(cls, options)
+
+
 def test_splits_are_seeded_and_disjoint() -> None:
     a = split_indices(100, "random", 0.25, 0.2, seed=0)
     b = split_indices(100, "random", 0.25, 0.2, seed=0)

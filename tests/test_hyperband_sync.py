@@ -206,3 +206,32 @@ def test_a_promoted_keras_trial_warm_restarts_from_its_best_epoch(real_data: Pat
     # configurations of one run; a 5 % bar on a single promoted trial failed once), so the bar is
     # 10 times the tolerance, for one of the three at least
     assert max(apart) > 10 * 2e-4, apart
+
+
+def test_a_promoted_cross_validated_trial_trains_exactly_as_one_uninterrupted_run(real_data: Path, tmp_path: Path) -> None:
+    """``cv_folds = 3``: each (configuration, round) trains one net per fold side by side; a
+    promoted configuration continues every fold from the round before (one checkpoint holds them
+    all) and reports the folds' mean, as the folds trained 9 epochs in one go would."""
+    import numpy as np
+
+    from optmpp.objectives import make_objective
+
+    objective = {"name": "hdpe-mi-dnn", "max_epochs": 9, "batch_size": 64, "cv_folds": 3}
+    cfg = sync_config(tmp_path, name="sync-cv", objective=objective)
+    url = f"sqlite:///{tmp_path}/cv.db"
+    summary = run_study(cfg, url, workers=2, log=lambda m: None, poll_s=0.5)
+    assert summary.counts["complete"] == 6 and summary.counts["fail"] == 0 and summary.epochs == 75
+    trials = optuna.load_study(study_name="sync-cv", storage=url).get_trials(deepcopy=False)
+    check_rounds(trials, 9)
+    assert all(len(t.user_attrs["fold_val_loss"]) == 3 for t in trials if t.state == TrialState.COMPLETE)
+    chain = next(t for t in trials if t.user_attrs[ATTR]["bracket"] == 0 and t.user_attrs[ATTR]["last"])
+    assert chain.user_attrs["resumed_from_epoch"] == 3
+    obj = make_objective("hdpe-mi-dnn", {k: v for k, v in objective.items() if k != "name"})
+    seed = obj.options.seed + chain.user_attrs[ATTR]["root"]
+    folds = [obj._trainer(f"fold{j}").train(obj.fast_net(chain.params), 9, seed)["val_loss"] for j in range(3)]
+    mean = np.mean(folds, axis=0).tolist()
+    reported = [chain.intermediate_values[e] for e in range(1, 10)]
+    assert reported[:4] == pytest.approx(mean[:4], rel=2e-4)  # later epochs: thread round-off, as above
+    assert reported == pytest.approx(mean, rel=1e-2)
+    assert chain.user_attrs["fold_val_loss"] == pytest.approx([f[-1] for f in folds], rel=1e-2)  # restore_best off: the last epoch
+    assert not list((tmp_path / "ckpt").rglob("*.npz"))  # every checkpoint was discarded at its chain's end

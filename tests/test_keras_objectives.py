@@ -165,6 +165,45 @@ def test_tg_cnn_run_best_predict(tmp_path: Path, real_data: Path, model: str) ->
     assert "line 2: SMILES 'C=C[Si](C)C': token '[Si]' is not in the model's vocabulary" in out.stderr
 
 
+def test_tg_cnn_cross_validated_trials(tmp_path: Path, real_data: Path) -> None:
+    """``cv_folds = 3``: a trial's value is the lowest mean of its three folds' validation losses
+    (folds grouped by molecule), and ``best`` retrains on train + validation for that epoch."""
+    from optmpp.objectives import make_objective
+
+    options = {"model": "conv1d", "cv_folds": 3, "max_epochs": 4, "batch_size": 32, "restore_best": True,
+               "filters": [8, 16], "dense_blocks": [1, 1], "units": [16, 32]}
+    study = tmp_path / "tgcv.toml"
+    study.write_text('name = "tgcv"\nn_trials = 4\nworkers = 2\n[algorithm]\nname = "bohb"\n[objective]\nname = "tg-cnn"\n'
+                     + "".join(f"{k} = {json.dumps(v)}\n" for k, v in options.items()))
+    url = f"sqlite:///{tmp_path}/runs.db"
+    out = cli("check", str(study), "--storage", url)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "trials cross-validated in 3 folds over train + validation (299 rows; validation folds of" in out.stdout
+    assert "0 validation and 36 test molecules are copies of training molecules" in out.stdout
+    out = cli("run", str(study), "--storage", url, "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert json.loads(out.stdout)["counts"]["finished"] == 4
+    trials = optuna.load_study(study_name="tgcv", storage=url).get_trials(deepcopy=False)
+    done = [t for t in trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert done
+    obj = make_objective("tg-cnn", options)
+    for tr, va in obj.folds():  # a molecule's repeats never straddle a fold's train and validation parts
+        assert not {obj.table.smiles[i] for i in tr} & {obj.table.smiles[i] for i in va}
+    t = done[0]
+    folds = [obj._trainer(f"fold{j}").train(obj.fast_net(t.params), 4, obj.options.seed + t.number)["val_loss"]
+             for j in range(3)]
+    mean = np.mean(folds, axis=0)
+    assert [t.intermediate_values[e] for e in range(1, 5)] == pytest.approx(mean.tolist(), rel=1e-3)
+    assert t.value == pytest.approx(mean.min(), rel=1e-3) and t.user_attrs["best_epoch"] == int(mean.argmin()) + 1
+    assert t.user_attrs["fold_val_loss"] == pytest.approx([f[int(mean.argmin())] for f in folds], rel=1e-3)
+    out = cli("best", str(study), "--storage", url, "--out", str(tmp_path / "m"), "--json")
+    assert out.returncode == 0, out.stderr[-3000:]
+    best = json.loads(out.stdout)
+    chosen = min(done, key=lambda u: u.value)
+    assert best["trial_number"] == chosen.number and best["epochs"] == chosen.user_attrs["best_epoch"]
+    assert 0 < best["mean"]["rmse_units"] < 200
+
+
 def test_users_bring_their_own_csv(tmp_path: Path) -> None:
     """Both objectives on CSV files the test writes: other columns, longer SMILES."""
     from optmpp.objectives import make_objective

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 
 from optmpp.objectives.base import parse_options
-from optmpp.objectives.keras_common import KerasRegressionObjective, import_keras
+from optmpp.objectives.keras_common import KerasRegressionObjective, check_cv_folds, import_keras
 from optmpp.objectives.tabular import TabularData, TabularDataOptions
 
 if TYPE_CHECKING:
@@ -42,6 +42,7 @@ class DNNOptions(TabularDataOptions):
     batch_size: int = 64
     restore_best: bool = False
     seed: int = 0
+    cv_folds: int = 1
     units: tuple[int, int, int] = (32, 512, 32)
     alpha: tuple[float, float, float] = (0.05, 0.5, 0.05)
     dropout: tuple[float, float, float] = (0.05, 0.5, 0.05)
@@ -60,6 +61,7 @@ class DNNOptions(TabularDataOptions):
             raise ValueError("dropout: values must be < 1")
         if not self.learning_rates or any(lr <= 0 for lr in self.learning_rates):
             raise ValueError("learning_rates: expected a non-empty list of positive numbers")
+        check_cv_folds(self)
 
 
 class HDPEDNN(KerasRegressionObjective):
@@ -70,7 +72,7 @@ class HDPEDNN(KerasRegressionObjective):
         self.inputs, self.y, self.y_raw, self.y_scale = self.data.inputs, self.data.y, self.data.y_raw, self.data.y_scale
 
     def describe(self) -> str:
-        return self.data.describe()
+        return self.data.describe() + self.describe_folds()
 
     def suggest(self, trial: optuna.Trial) -> dict[str, Any]:
         o = self.options

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -19,7 +20,7 @@ from optmpp.objectives.base import end_checkpoint, report_epoch, resume, warm_re
 if TYPE_CHECKING:
     import optuna
 
-__all__ = ["TrainResult", "import_keras", "train_epochs"]
+__all__ = ["TrainResult", "check_cv_folds", "cv_fold_indices", "import_keras", "train_epochs"]
 
 _CONFIGURED = False
 
@@ -66,6 +67,48 @@ def import_keras() -> Any:
     import keras
 
     return keras
+
+
+def check_cv_folds(options: Any) -> None:
+    """The ``cv_folds`` option of a Keras objective: 1 (one validation part), or k >= 2 folds,
+    which need the fast trainer, a searched model and a random split. Raises ``ValueError``."""
+    k = options.cv_folds
+    if k < 1:
+        raise ValueError(f"cv_folds must be >= 1 (1: one validation part), got {k}")
+    if k == 1:
+        return
+    if options.trainer != "fast":
+        raise ValueError('cv_folds > 1 needs trainer = "fast"')
+    if options.model == "paper-baseline":
+        raise ValueError('cv_folds > 1: the model "paper-baseline" has nothing to tune')
+    if options.split != "random":
+        raise ValueError('cv_folds > 1 needs split = "random" (folds of time-ordered rows would let a '
+                         "model see the future of the rows it is validated on)")
+
+
+def cv_fold_indices(
+    rows: np.ndarray, k: int, seed: int, groups: Sequence[Any] | None = None
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(train, validation) row indices of ``k`` cross-validation folds over ``rows`` (the study's
+    train + validation rows, never its test part): scikit-learn's shuffled ``KFold`` seeded by
+    ``seed``, each row in exactly one validation part. With ``groups`` (one label per row of the
+    whole table, such as a molecule's SMILES) the groups are dealt to the folds instead, so rows
+    of one group are always validated together, never against a copy of themselves."""
+    from sklearn.model_selection import KFold
+
+    from optmpp.data import DataError
+
+    rows = np.sort(np.asarray(rows))
+    labels = [groups[i] for i in rows] if groups is not None else list(range(len(rows)))
+    unique = sorted(set(labels), key=labels.index)  # in order of first appearance: seeded, repeatable
+    if k > len(unique):
+        what = "distinct molecules" if groups is not None else "rows"
+        raise DataError(f"cv_folds = {k} needs at least {k} {what} outside the test part, there are {len(unique)}")
+    fold_of: dict[Any, int] = {}
+    for j, (_, va) in enumerate(KFold(n_splits=k, shuffle=True, random_state=seed).split(unique)):
+        fold_of.update({unique[i]: j for i in va})
+    which = np.asarray([fold_of[g] for g in labels])
+    return [(rows[which != j], rows[which == j]) for j in range(k)]
 
 
 @dataclass
@@ -194,8 +237,39 @@ class KerasRegressionObjective:
         """The :mod:`optmpp.objectives.fast_train` net for ``params``, or None for Keras ``fit``."""
         return None
 
+    @property
+    def cv_folds(self) -> int:
+        """Cross-validation folds of a trial (1: the study's one validation part)."""
+        return int(getattr(self.options, "cv_folds", 1) or 1)
+
+    def folds(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The (train, validation) indices of each cross-validation fold (:func:`cv_fold_indices`
+        over the train + validation rows, seeded by ``split_seed``)."""
+        cache = self.__dict__.setdefault("_folds", {})
+        if "folds" not in cache:
+            rows = np.concatenate([self.split["train"], self.split["val"]])
+            cache["folds"] = cv_fold_indices(rows, self.cv_folds, int(getattr(self.options, "split_seed", 0)),
+                                             self.fold_groups())
+        return cache["folds"]
+
+    def fold_groups(self) -> Sequence[Any] | None:
+        """One label per row whose rows must share a cross-validation fold (None: rows are free)."""
+        return None
+
+    def describe_folds(self) -> str:
+        """``; trials cross-validated in 5 folds over train + validation (299 rows; validation
+        folds of 59-60)``, or "" without cross-validation."""
+        if self.cv_folds < 2:
+            return ""
+        sizes = sorted(len(va) for _, va in self.folds())
+        span = str(sizes[0]) if sizes[0] == sizes[-1] else f"{sizes[0]}-{sizes[-1]}"
+        rows = sum(sizes)
+        return (f"; trials cross-validated in {self.cv_folds} folds over train + validation "
+                f"({rows} rows; validation folds of {span})")
+
     def _trainer(self, which: str) -> Any:
-        """The worker's fast trainer on train/validation ("tune") or train+validation ("final")."""
+        """The worker's fast trainer on train/validation ("tune"), on train+validation ("final"),
+        or on cross-validation fold j ("fold<j>"; every fold shares the first one's traced graphs)."""
         from optmpp.objectives.fast_train import FastTrainer
 
         cache = self.__dict__.setdefault("_trainers", {})
@@ -203,6 +277,11 @@ class KerasRegressionObjective:
             tr, va = self.split["train"], self.split["val"]
             if which == "tune":
                 cache[which] = FastTrainer(self.inputs[tr], self.y[tr], self.inputs[va], self.y[va], self.options.batch_size)
+            elif which.startswith("fold"):
+                tr, va = self.folds()[int(which[4:])]
+                cache[which] = FastTrainer(self.inputs[tr], self.y[tr], self.inputs[va], self.y[va], self.options.batch_size)
+                if which != "fold0":
+                    cache[which]._fns = self._trainer("fold0")._fns  # shape-generic graphs: traced once
             else:
                 fit = np.concatenate([tr, va])
                 cache[which] = FastTrainer(self.inputs[fit], self.y[fit], None, None, self.options.batch_size)
@@ -214,6 +293,8 @@ class KerasRegressionObjective:
         net = self.fast_net(params)
         if net is None:
             return self._call_keras(trial, params)
+        if self.cv_folds > 1:
+            return self._call_cv(trial, params)
         origin, checkpoint, saved = resume(trial, params)  # a retry trains as its first attempt did
         epochs_done = 0 if saved is None else int(saved[0]["epochs"])
         train_losses = [] if saved is None else [round(float(v), 7) for v in saved[0]["train_loss"]]
@@ -242,6 +323,61 @@ class KerasRegressionObjective:
             end_checkpoint(trial, checkpoint, epochs_done)
         trial.set_user_attr("best_epoch", result["best_epoch"])
         return result["best_val"] if self.options.restore_best else result["val_loss"][-1]
+
+    def _call_cv(self, trial: optuna.Trial, params: dict[str, Any]) -> float:
+        """A trial cross-validated: one net per fold, trained side by side epoch by epoch; the
+        mean of the folds' validation losses is reported after each epoch (and pruned on), and
+        the trial's value is its lowest (``restore_best``) or last mean. ``best_epoch`` is the
+        epoch of the lowest mean, which ``optmpp best`` retrains for; ``fold_val_loss`` holds the
+        folds' losses behind the value. A checkpoint holds every fold's state, so retries and
+        synchronous Hyperband continue cross-validated trials as they continue others."""
+        k = self.cv_folds
+        origin, checkpoint, saved = resume(trial, params)
+        fold_resume: list[Any] = [None] * k
+        history: dict[str, Any] = {"train_loss": [], "val_loss": [], "best_epoch": 0, "best_val": math.inf,
+                                   "epochs": 0, "best_folds": [], "last_folds": []}
+        if saved is not None:
+            meta, arrays = saved
+            for j in range(k):
+                prefix = f"f{j}."
+                fold_resume[j] = (meta["folds"][j], {key[len(prefix):]: a for key, a in arrays.items() if key.startswith(prefix)})
+            for key in history:
+                history[key] = list(meta[key]) if isinstance(meta[key], list) else meta[key]
+        restart = warm_restart(trial, saved)
+        trainers = [self._trainer(f"fold{j}") for j in range(k)]
+        seed = self.options.seed + origin
+        steps = [tr.steps(self.fast_net(params), self.options.max_epochs, seed, False, fold_resume[j], restart)
+                 for j, tr in enumerate(trainers)]
+        try:
+            for outs in zip(*steps):
+                epoch = outs[0][0]
+                fold_vals = [float(o[2]) for o in outs]
+                val = float(np.mean(fold_vals))
+                history["train_loss"].append(round(float(np.mean([o[1] for o in outs])), 7))
+                history["val_loss"].append(val)
+                history["epochs"], history["last_folds"] = epoch, fold_vals
+                if val < history["best_val"]:
+                    history["best_val"], history["best_epoch"], history["best_folds"] = val, epoch, fold_vals
+                if checkpoint is not None and checkpoint.due(epoch):
+                    arrays, fold_metas = {}, []
+                    for j, o in enumerate(outs):
+                        fold_meta, fold_arrays = o[3]()
+                        fold_metas.append(fold_meta)
+                        arrays.update({f"f{j}.{key}": a for key, a in fold_arrays.items()})
+                    checkpoint.save({**history, "folds": fold_metas}, arrays)
+                report_epoch(trial, epoch, val)
+        finally:
+            for g in steps:
+                g.close()
+            trial.set_user_attr("epochs", history["epochs"])
+            trial.set_user_attr("train_loss", history["train_loss"])
+            for key in ("train_s", "trace_s"):
+                trial.set_user_attr(key, round(sum(float(tr.history.get(key, 0.0)) for tr in trainers), 4))
+            end_checkpoint(trial, checkpoint, history["epochs"])
+        trial.set_user_attr("best_epoch", history["best_epoch"])
+        folds = history["best_folds"] if self.options.restore_best else history["last_folds"]
+        trial.set_user_attr("fold_val_loss", [round(v, 7) for v in folds])  # the folds behind the value
+        return history["best_val"] if self.options.restore_best else history["val_loss"][-1]
 
     def _call_keras(self, trial: optuna.Trial, params: dict[str, Any]) -> float:
         self._fresh(self.options.seed + trial.number)

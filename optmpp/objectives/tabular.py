@@ -35,7 +35,8 @@ class TabularDataOptions:
 
 
 class TabularData:
-    """Loads the table, splits it, standardises X and y with scalers fitted on the training part."""
+    """Loads the table, splits it, standardises X and y with scalers fitted on the training part
+    (on training + validation where the objective cross-validates over them)."""
 
     def __init__(self, options: TabularDataOptions) -> None:
         from sklearn.preprocessing import StandardScaler
@@ -45,8 +46,10 @@ class TabularData:
         tr, va, te = split_indices(len(self.table.y), options.split, options.test_size, options.val_size, options.split_seed)
         self.split = {"train": tr, "val": va, "test": te}
         self.split_kind = options.split
-        self.x_scaler = StandardScaler().fit(self.table.X[tr])
-        self.y_scaler = StandardScaler().fit(self.table.y[tr].reshape(-1, 1))
+        # fitted on the rows that train: with cross-validation (cv_folds > 1), every fold's
+        fit = tr if getattr(options, "cv_folds", 1) == 1 else np.concatenate([tr, va])
+        self.x_scaler = StandardScaler().fit(self.table.X[fit])
+        self.y_scaler = StandardScaler().fit(self.table.y[fit].reshape(-1, 1))
         self.inputs = self.x_scaler.transform(self.table.X).astype(np.float32)
         self.y = self.y_scaler.transform(self.table.y.reshape(-1, 1)).ravel().astype(np.float32)
         self.y_raw = self.table.y

@@ -50,7 +50,7 @@ import numpy as np
 from optmpp.data import find_data_file, split_indices, table_fingerprint
 from optmpp.data.smiles import load_smiles_table
 from optmpp.objectives.base import parse_options
-from optmpp.objectives.keras_common import KerasRegressionObjective, import_keras
+from optmpp.objectives.keras_common import KerasRegressionObjective, check_cv_folds, import_keras
 
 if TYPE_CHECKING:
     import optuna
@@ -70,6 +70,7 @@ class CNNOptions:
     test_size: float = 0.15
     val_size: float = 0.1
     split_seed: int = 0
+    cv_folds: int = 1
     scale_target: bool = True
     model: Literal["search", "conv1d", "paper-baseline"] = "search"
     trainer: Literal["fast", "keras"] = "fast"
@@ -99,6 +100,7 @@ class CNNOptions:
             raise ValueError("learning_rates: expected a non-empty list of positive numbers")
         if self.max_length is not None and self.max_length < 1:
             raise ValueError("max_length must be >= 1")
+        check_cv_folds(self)
 
 
 class TgCNN(KerasRegressionObjective):
@@ -114,8 +116,9 @@ class TgCNN(KerasRegressionObjective):
         self.split = {"train": tr, "val": va, "test": te}
         self.inputs = self.encoder.encode(self.table.smiles)
         self.y_raw = self.table.y
-        if options.scale_target:
-            mean, std = float(self.y_raw[tr].mean()), float(self.y_raw[tr].std()) or 1.0
+        if options.scale_target:  # on the rows that train: with cross-validation, every fold's
+            fit = tr if options.cv_folds == 1 else np.concatenate([tr, va])
+            mean, std = float(self.y_raw[fit].mean()), float(self.y_raw[fit].std()) or 1.0
         else:
             mean, std = 0.0, 1.0
         self.y_scale = (mean, std)
@@ -131,12 +134,20 @@ class TgCNN(KerasRegressionObjective):
     def describe(self) -> str:
         sizes = ", ".join(f"{k} {len(v)}" for k, v in self.split.items())
         shape = "x".join(str(s) for s in self.encoder.shape)
-        text = f"{self.table.describe()}; encoding {self.encoder.kind} {shape}; split ({sizes})"
+        text = f"{self.table.describe()}; encoding {self.encoder.kind} {shape}; split ({sizes}){self.describe_folds()}"
         seen = {part: int(self.seen_in_training(part).sum()) for part in ("val", "test")}
+        if self.cv_folds > 1:
+            seen["val"] = 0  # the folds keep a molecule's copies together
         if any(seen.values()):
             text += (f"; {seen['val']} validation and {seen['test']} test molecules are copies of training"
                      " molecules (same SMILES)")
         return text
+
+    def fold_groups(self) -> list[str]:
+        """A molecule's rows (repeats of one SMILES) share a cross-validation fold, so a fold is
+        never validated on copies of what it trained on (the single validation part is: 18 of 30
+        molecules on the paper's split)."""
+        return self.table.smiles
 
     def score(self, model: Any, extra: dict[str, Any] | None = None) -> Any:
         """As the base class; with test molecules that are copies of training ones, also the RMSE
