@@ -163,7 +163,8 @@ def format_splits_table(result: BestResult) -> str:
                      ("min - max", lambda s: f"{_fmt(s['min'])} - {_fmt(s['max'])}")):
         lines.append(f"| **{label}** | " + " | ".join(f(summary[k]) if k in summary else "" for k, _ in cols) + " |")
     if result.trial_number is not None:
-        lines += ["", f"The hyperparameters were tuned on split seed {seeds[0]}'s validation part. On the other splits"
+        lines += ["", f"The hyperparameters were tuned on split seed {seeds[0]}'s training and validation parts (scored"
+                  " on its validation part, or cross-validated over both). On the other splits"
                   " some test rows were in that split's training or validation data: the hyperparameters (not the"
                   " weights) saw them, which can only flatter those splits' figures."]
     return "\n".join(lines)

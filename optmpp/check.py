@@ -45,7 +45,8 @@ class CheckResult:
             f"  objective {o['name']}: {o.get('data') or 'no data description'}",
         ]
         if o.get("max_budget"):
-            lines.append(f"  a full trial trains {o['max_budget']} epochs")
+            folds = f" in each of its {o['cv_folds']} folds" if o.get("cv_folds", 1) > 1 else ""
+            lines.append(f"  a full trial trains {o['max_budget']} epochs{folds}")
         stop = f"{self.n_trials} finished trials" + (f" or {self.timeout:g} s" if self.timeout else "")
         lines.append(f"  stops at {stop}; {self.workers} worker(s) on {self.cores} core(s)")
         if not self.storage_exists:
@@ -101,7 +102,8 @@ def check_study(
         algorithm={"name": spec.name, "sampler": spec.sampler, "pruner": spec.pruner,
                    "options": dict(config.algorithm.options)},
         objective={"name": config.objective.name, "data": describe() if callable(describe) else None,
-                   "data_file": data_fingerprint(objective), "max_budget": max_budget},
+                   "data_file": data_fingerprint(objective), "max_budget": max_budget,
+                   "cv_folds": int(getattr(objective, "cv_folds", 1))},
         storage=redact_url(storage_url),
         workers=workers,
         cores=available_cores(),

@@ -180,6 +180,7 @@ def test_tg_cnn_cross_validated_trials(tmp_path: Path, real_data: Path) -> None:
     assert out.returncode == 0, out.stderr[-3000:]
     assert "trials cross-validated in 3 folds over train + validation (299 rows; validation folds of" in out.stdout
     assert "0 validation and 36 test molecules are copies of training molecules" in out.stdout
+    assert "a full trial trains 4 epochs in each of its 3 folds" in out.stdout
     out = cli("run", str(study), "--storage", url, "--json")
     assert out.returncode == 0, out.stderr[-3000:]
     assert json.loads(out.stdout)["counts"]["finished"] == 4

@@ -345,6 +345,8 @@ class KerasRegressionObjective:
                 history[key] = list(meta[key]) if isinstance(meta[key], list) else meta[key]
         restart = warm_restart(trial, saved)
         trainers = [self._trainer(f"fold{j}") for j in range(k)]
+        for tr in trainers:
+            tr.history = {}  # a fold that never starts (an earlier fold raised) counts no time
         seed = self.options.seed + origin
         steps = [tr.steps(self.fast_net(params), self.options.max_epochs, seed, False, fold_resume[j], restart)
                  for j, tr in enumerate(trainers)]
