@@ -130,21 +130,28 @@ def test_synchronous_settings_are_checked(tmp_path: Path) -> None:
         make_pruner("hyperband", {"warm_restart": True}, 27)
 
 
+def run_one_mi_iteration(tmp_path: Path, name: str, objective: dict, algorithm: dict | None = None) -> list:
+    """One synchronous iteration (max 9 epochs, 2 workers) of the melt-index DNN: its trials, each
+    round checked (6 complete configurations, 75 epochs, no failure)."""
+    cfg = sync_config(tmp_path, name=name, objective={"name": "hdpe-mi-dnn", **objective}, algorithm=algorithm)
+    url = f"sqlite:///{tmp_path}/{name}.db"
+    summary = run_study(cfg, url, workers=2, log=lambda m: None, poll_s=0.5)
+    assert summary.counts["complete"] == 6 and summary.counts["fail"] == 0 and summary.epochs == 75
+    trials = optuna.load_study(study_name=name, storage=url).get_trials(deepcopy=False)
+    check_rounds(trials, 9)
+    return trials
+
+
 def test_a_promoted_keras_trial_trains_exactly_as_one_uninterrupted_run(real_data: Path, tmp_path: Path) -> None:
     """The melt-index DNN (``warm_restart = false``, the default): a configuration promoted 1 -> 3 -> 9 epochs
     reports the same validation losses as the same network trained 9 epochs in one go (weights,
     Adam state, seeds restored)."""
     from optmpp.objectives import make_objective
 
-    objective = {"name": "hdpe-mi-dnn", "max_epochs": 9, "batch_size": 64}
-    cfg = sync_config(tmp_path, name="sync-mi", objective=objective)
-    url = f"sqlite:///{tmp_path}/mi.db"
-    summary = run_study(cfg, url, workers=2, log=lambda m: None, poll_s=0.5)
-    assert summary.counts["complete"] == 6 and summary.counts["fail"] == 0 and summary.epochs == 75
-    trials = optuna.load_study(study_name="sync-mi", storage=url).get_trials(deepcopy=False)
-    check_rounds(trials, 9)
+    objective = {"max_epochs": 9, "batch_size": 64}
+    trials = run_one_mi_iteration(tmp_path, "sync-mi", objective)
     chain = next(t for t in trials if t.user_attrs[ATTR]["bracket"] == 0 and t.user_attrs[ATTR]["last"])
-    obj = make_objective("hdpe-mi-dnn", {"max_epochs": 9, "batch_size": 64})
+    obj = make_objective("hdpe-mi-dnn", objective)
     losses: list[float] = []
     obj._trainer("tune").train(obj.fast_net(chain.params), 9, obj.options.seed + chain.user_attrs[ATTR]["root"],
                                lambda epoch, train, val: losses.append(val))
@@ -161,13 +168,8 @@ def test_a_promoted_keras_trial_warm_restarts_from_its_best_epoch(real_data: Pat
     which is not what the uninterrupted run does at epoch 2."""
     from optmpp.objectives import make_objective
 
-    objective = {"name": "hdpe-mi-dnn", "max_epochs": 9, "batch_size": 64}
-    cfg = sync_config(tmp_path, name="sync-wr", objective=objective, algorithm={"warm_restart": True})
-    url = f"sqlite:///{tmp_path}/wr.db"
-    summary = run_study(cfg, url, workers=2, log=lambda m: None, poll_s=0.5)
-    assert summary.counts["complete"] == 6 and summary.counts["fail"] == 0 and summary.epochs == 75
-    trials = optuna.load_study(study_name="sync-wr", storage=url).get_trials(deepcopy=False)
-    check_rounds(trials, 9)
+    objective = {"max_epochs": 9, "batch_size": 64}
+    trials = run_one_mi_iteration(tmp_path, "sync-wr", objective, algorithm={"warm_restart": True})
     promoted = [t for t in trials if t.user_attrs[ATTR]["continues"] is not None]
     assert promoted and all(t.user_attrs[ATTR]["restart"] for t in promoted)
     by_number = {t.number: t for t in trials}
@@ -175,7 +177,7 @@ def test_a_promoted_keras_trial_warm_restarts_from_its_best_epoch(real_data: Pat
                for t in promoted)
     seconds = [t for t in promoted if t.user_attrs[ATTR]["bracket"] == 0 and t.user_attrs[ATTR]["round"] == 1]
     assert len(seconds) == 3
-    obj = make_objective("hdpe-mi-dnn", {"max_epochs": 9, "batch_size": 64})
+    obj = make_objective("hdpe-mi-dnn", objective)
     trainer = obj._trainer("tune")
     apart = []
     for second in seconds:
@@ -216,17 +218,12 @@ def test_a_promoted_cross_validated_trial_trains_exactly_as_one_uninterrupted_ru
 
     from optmpp.objectives import make_objective
 
-    objective = {"name": "hdpe-mi-dnn", "max_epochs": 9, "batch_size": 64, "cv_folds": 3}
-    cfg = sync_config(tmp_path, name="sync-cv", objective=objective)
-    url = f"sqlite:///{tmp_path}/cv.db"
-    summary = run_study(cfg, url, workers=2, log=lambda m: None, poll_s=0.5)
-    assert summary.counts["complete"] == 6 and summary.counts["fail"] == 0 and summary.epochs == 75
-    trials = optuna.load_study(study_name="sync-cv", storage=url).get_trials(deepcopy=False)
-    check_rounds(trials, 9)
+    objective = {"max_epochs": 9, "batch_size": 64, "cv_folds": 3}
+    trials = run_one_mi_iteration(tmp_path, "sync-cv", objective)
     assert all(len(t.user_attrs["fold_val_loss"]) == 3 for t in trials if t.state == TrialState.COMPLETE)
     chain = next(t for t in trials if t.user_attrs[ATTR]["bracket"] == 0 and t.user_attrs[ATTR]["last"])
     assert chain.user_attrs["resumed_from_epoch"] == 3
-    obj = make_objective("hdpe-mi-dnn", {k: v for k, v in objective.items() if k != "name"})
+    obj = make_objective("hdpe-mi-dnn", objective)
     seed = obj.options.seed + chain.user_attrs[ATTR]["root"]
     folds = [obj._trainer(f"fold{j}").train(obj.fast_net(chain.params), 9, seed)["val_loss"] for j in range(3)]
     mean = np.mean(folds, axis=0).tolist()

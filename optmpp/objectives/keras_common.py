@@ -100,7 +100,7 @@ def cv_fold_indices(
 
     rows = np.sort(np.asarray(rows))
     labels = [groups[i] for i in rows] if groups is not None else list(range(len(rows)))
-    unique = sorted(set(labels), key=labels.index)  # in order of first appearance: seeded, repeatable
+    unique = list(dict.fromkeys(labels))  # in order of first appearance: seeded, repeatable
     if k > len(unique):
         what = "distinct molecules" if groups is not None else "rows"
         raise DataError(f"cv_folds = {k} needs at least {k} {what} outside the test part, there are {len(unique)}")
@@ -240,17 +240,16 @@ class KerasRegressionObjective:
     @property
     def cv_folds(self) -> int:
         """Cross-validation folds of a trial (1: the study's one validation part)."""
-        return int(getattr(self.options, "cv_folds", 1) or 1)
+        return int(getattr(self.options, "cv_folds", 1))
 
     def folds(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """The (train, validation) indices of each cross-validation fold (:func:`cv_fold_indices`
-        over the train + validation rows, seeded by ``split_seed``)."""
-        cache = self.__dict__.setdefault("_folds", {})
-        if "folds" not in cache:
+        over the train + validation rows, seeded by ``split_seed``), computed once."""
+        if "_folds" not in self.__dict__:
             rows = np.concatenate([self.split["train"], self.split["val"]])
-            cache["folds"] = cv_fold_indices(rows, self.cv_folds, int(getattr(self.options, "split_seed", 0)),
-                                             self.fold_groups())
-        return cache["folds"]
+            self._folds = cv_fold_indices(rows, self.cv_folds, int(getattr(self.options, "split_seed", 0)),
+                                          self.fold_groups())
+        return self._folds
 
     def fold_groups(self) -> Sequence[Any] | None:
         """One label per row whose rows must share a cross-validation fold (None: rows are free)."""
